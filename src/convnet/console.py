@@ -1,0 +1,60 @@
+"""Rich renderings for the terminal: the run config as a tree, metrics as a table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.tree import Tree
+
+# Groups shown first, in the order a reader looks for them.
+CONFIG_ORDER = ("data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger")
+
+
+def config_tree(cfg: DictConfig) -> Tree:
+    """Return the resolved config as a rich tree, one branch per group."""
+    tree = Tree("config", guide_style="dim")
+    keys = [k for k in CONFIG_ORDER if k in cfg] + [k for k in cfg if k not in CONFIG_ORDER]
+    for key in keys:
+        value = cfg[key]
+        text = (
+            OmegaConf.to_yaml(value, resolve=True)
+            if isinstance(value, DictConfig)
+            else (f"{value}\n")
+        )
+        tree.add(f"[bold]{key}").add(Syntax(text, "yaml", background_color="default"))
+    return tree
+
+
+def metrics_table(title: str, rows: Mapping[str, Mapping[str, float]]) -> Table:
+    """Return a table with one row per split and one column per metric."""
+    columns: list[str] = sorted({name for metrics in rows.values() for name in metrics})
+    table = Table(title=title)
+    table.add_column("split")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for split, metrics in rows.items():
+        table.add_row(split, *(_format(metrics.get(column)) for column in columns))
+    return table
+
+
+def per_class_table(title: str, classes: Sequence[str], accuracy: Sequence[float]) -> Table:
+    """Return a table of accuracy per class name."""
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    for name, value in zip(classes, accuracy, strict=True):
+        table.add_row(name, _format(value))
+    return table
+
+
+def _format(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def show(renderable: object) -> None:
+    """Print a rich renderable to the terminal."""
+    Console().print(renderable)

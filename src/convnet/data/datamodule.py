@@ -1,0 +1,191 @@
+"""One LightningDataModule over every data source."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from convnet.data.augment import BatchTransform
+from convnet.data.batches import TensorBatches
+from convnet.data.splits import Split, Splits, TensorSplit
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    """What a data source provides: `prepare` fetches files once, `load` reads them."""
+
+    def prepare(self) -> None: ...
+
+    def load(self) -> Splits: ...
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Batches of one data source, augmented and normalised on the training device.
+
+    In-memory sources (TensorSplit) are batched by index; streamed sources (Datasets)
+    go through DataLoader workers. Both give uint8 batches; `on_after_batch_transfer`
+    turns them into normalised float batches where they will be used, so augmentation
+    runs once per batch on the GPU instead of once per image on the CPU.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        in_channels: int,
+        num_classes: int,
+        image_size: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        crop_padding: int = 0,
+        flip: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        _require_positive("data.batch_size", batch_size)
+        _require_positive("data.eval_batch_size", eval_batch_size or batch_size)
+        _require_positive("data.in_channels", in_channels)
+        if num_classes < 2:
+            raise ValueError(f"data.num_classes={num_classes} must be at least 2")
+        image_size = _as_pair("data.image_size", image_size)
+        if len(mean) != in_channels:
+            raise ValueError(
+                f"data.mean has {len(mean)} values but data.in_channels={in_channels}; "
+                "give one mean and one std per channel"
+            )
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers={num_workers} must be >= 0")
+        self.source = source
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.transform = BatchTransform(mean, std, crop_padding, flip, image_size)
+        self.splits: Splits | None = None
+        self._generator: torch.Generator | None = None
+        self._generator_epoch = -1
+
+    @property
+    def classes(self) -> list[str]:
+        """Return the class names, in label order."""
+        return self._loaded().classes
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self.splits = self.source.load()
+            self._check(self.splits)
+
+    def _loaded(self) -> Splits:
+        if self.splits is None:
+            self.setup()
+        assert self.splits is not None
+        return self.splits
+
+    def _check(self, splits: Splits) -> None:
+        if len(splits.classes) != self.num_classes:
+            raise ValueError(
+                f"data.num_classes={self.num_classes} but the data has {len(splits.classes)} "
+                f"classes ({', '.join(splits.classes[:12])}); set data.num_classes="
+                f"{len(splits.classes)}"
+            )
+        sample = splits.train.images[:1] if isinstance(splits.train, TensorSplit) else None
+        channels = sample.shape[1] if sample is not None else splits.train[0][0].shape[0]
+        if channels != self.in_channels:
+            raise ValueError(
+                f"data.in_channels={self.in_channels} but the images have {channels} "
+                f"channels; set data.in_channels={channels}"
+            )
+        sizes = {name: len(split) for name, split in self._named_splits(splits)}
+        log.info("data: %s, classes: %s", sizes, ", ".join(splits.classes))
+
+    @staticmethod
+    def _named_splits(splits: Splits) -> Iterable[tuple[str, Split]]:
+        named = [("train", splits.train), ("val", splits.val), ("test", splits.test)]
+        return [(name, split) for name, split in named if split is not None]
+
+    def _batches(self, split: Split, training: bool) -> Iterable:
+        batch_size = self.batch_size if training else self.eval_batch_size
+        trainer = self.trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        world_size = trainer.world_size if trainer is not None else 1
+        if isinstance(split, TensorSplit):
+            return TensorBatches(
+                split,
+                batch_size,
+                shuffle=training,
+                drop_last=training and len(split) // world_size > batch_size,
+                seed=self.seed,
+                epoch=lambda: self.trainer.current_epoch if self.trainer is not None else 0,
+                rank=rank,
+                world_size=world_size,
+            )
+        return DataLoader(
+            split,
+            batch_size=batch_size,
+            shuffle=training,
+            drop_last=training,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> Iterable:
+        return self._batches(self._loaded().train, training=True)
+
+    def val_dataloader(self) -> Iterable:
+        return self._batches(self._loaded().val, training=False)
+
+    def test_dataloader(self) -> Iterable:
+        test = self._loaded().test
+        if test is None:
+            raise ValueError("this data source has no test split; run with test=false")
+        return self._batches(test, training=False)
+
+    def has_test_split(self) -> bool:
+        """Return whether the source has a test split."""
+        return self._loaded().test is not None
+
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        # Reseeded from (seed, epoch) each epoch, on the batch's device: augmentation is
+        # fixed by the seed and independent of every other use of the global RNG.
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator_epoch = -1
+        if epoch != self._generator_epoch:
+            self._generator.manual_seed(self.seed * 1_000_003 + epoch)
+            self._generator_epoch = epoch
+        return self._generator
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        generator = self._augment_generator(images.device) if training else None
+        return self.transform(images, training, generator), labels
+
+
+def _require_positive(key: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{key}={value} must be a positive integer")
+
+
+def _as_pair(key: str, value: int | Sequence[int]) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or any(int(v) < 1 for v in pair):
+        raise ValueError(f"{key}={list(pair)} must be [height, width] of positive integers")
+    return int(pair[0]), int(pair[1])

@@ -1,0 +1,65 @@
+"""What every data source gives back: train/val/test splits and class names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class TensorSplit:
+    """A split held in memory: images (N, C, H, W) uint8 and labels (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(
+                f"images must be a uint8 tensor (N, C, H, W), got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+# A streamed split is any Dataset whose items are (uint8 tensor (C, H, W), int label),
+# all of one size; augmentation and normalisation happen later, on the whole batch.
+Split = TensorSplit | Dataset
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The splits of one data source. `test` is None where the source has no test set."""
+
+    train: Split
+    val: Split
+    test: Split | None
+    classes: list[str]
+
+
+def stratified_split(labels: torch.Tensor, fractions: list[float], seed: int) -> list[torch.Tensor]:
+    """Return index tensors, one per fraction (the last takes the rest), with every class
+    split in the same proportions; the same for the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[torch.Tensor]] = [[] for _ in fractions]
+    for label in labels.unique():
+        members = (labels == label).nonzero().squeeze(1)
+        members = members[torch.randperm(members.numel(), generator=generator)]
+        start = 0
+        for part, fraction in enumerate(fractions):
+            stop = (
+                members.numel()
+                if part == len(fractions) - 1
+                else start + round(fraction * members.numel())
+            )
+            parts[part].append(members[start:stop])
+            start = stop
+    return [torch.cat(part).sort().values for part in parts]

@@ -1,0 +1,142 @@
+"""The LightningModule: any classifier network, its loss, metrics and optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[..., LRScheduler]
+
+# Checkpoint key holding the resolved run config, so a checkpoint alone rebuilds its model.
+CONFIG_KEY = "convnet_config"
+
+
+class ImageClassifier(L.LightningModule):
+    """Train and evaluate `model` (images -> logits) with cross-entropy.
+
+    Args:
+        model: any nn.Module mapping (N, C, H, W) images to (N, num_classes) logits.
+        optimizer: builds the optimizer from parameter groups (a Hydra partial).
+        scheduler: builds the LR schedule from (optimizer, total_steps), or None.
+        num_classes: number of classes; top-5 accuracy is logged when above 5.
+        label_smoothing: cross-entropy label smoothing, in [0, 1).
+        exclude_norm_and_bias_from_weight_decay: no weight decay on 1-D parameters
+            (norm scales and shifts, biases), as is usual for CNNs.
+        config: the resolved run config, stored in every checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        exclude_norm_and_bias_from_weight_decay: bool = True,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "config"])
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.config = config
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_acc, self.val_acc, self.test_acc = (
+            MulticlassAccuracy(num_classes, average="micro") for _ in range(3)
+        )
+        top5 = num_classes > 5
+        self.val_acc_top5 = (
+            MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
+        )
+        self.test_acc_top5 = (
+            MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
+        )
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images)
+
+    def on_fit_start(self) -> None:
+        # A previous fit's or the sanity check's values must not count as "best".
+        self.val_acc_best.reset()
+
+    def setup(self, stage: str) -> None:
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        # Metrics accumulate on the device; logging with on_epoch syncs once per epoch.
+        self.train_loss(loss.detach())
+        self.train_acc(logits.detach(), labels)
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+        loss_metric(loss)
+        acc_metric(logits, labels)
+        self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
+        top5 = getattr(self, f"{stage}_acc_top5")
+        if top5 is not None:
+            top5(logits, labels)
+            self.log(f"{stage}/acc_top5", top5, on_step=False, on_epoch=True)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        if not self.hparams.exclude_norm_and_bias_from_weight_decay:
+            return [{"params": list(_trainable(self.model))}]
+        decay, no_decay = [], []
+        for parameter in _trainable(self.model):
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.optimizer_factory(self._parameter_groups())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.config is not None:
+            checkpoint[CONFIG_KEY] = self.config
+
+
+def _trainable(model: nn.Module) -> Iterator[nn.Parameter]:
+    return (parameter for parameter in model.parameters() if parameter.requires_grad)

@@ -1,0 +1,127 @@
+"""Training: compose everything a run config describes, fit, test, return the metrics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from convnet.config import ConfigError, validate
+from convnet.data import ImageDataModule
+from convnet.models import check_image_size
+from convnet.module import ImageClassifier
+from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT
+
+log = logging.getLogger(__name__)
+
+
+def build_model(model_cfg: DictConfig, in_channels: int, image_size: Any) -> nn.Module:
+    """Return the network a model config describes, checked against the image size."""
+    model = instantiate(model_cfg)
+    name = str(model_cfg.get("_target_", "model")).rsplit(".", 1)[-1]
+    check_image_size(model, in_channels, image_size, model_name=name)
+    return model
+
+
+def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:
+    """Return the LightningModule for `model` with the run's optimizer and schedule."""
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    return ImageClassifier(
+        model,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        num_classes=cfg.data.num_classes,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        **cfg.get("module", {}),
+    )
+
+
+def precision_for(trainer_cfg: DictConfig) -> str:
+    """Return the trainer precision: `auto` means bf16 mixed on CUDA, fp32 elsewhere."""
+    precision = str(trainer_cfg.get("precision", "auto"))
+    if precision != "auto":
+        return precision
+    on_cuda = trainer_cfg.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+    on_cuda = on_cuda and torch.cuda.is_available()
+    return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    """Return the Lightning Trainer with the run's callbacks and loggers."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        precision=precision_for(cfg.trainer),
+    )
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """Return the checkpoint file to resume from, or None for a fresh run."""
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path:
+        return None
+    path = Path(cfg.paths.output_dir) / CHECKPOINTS / LAST_CHECKPOINT
+    if ckpt_path != LAST:
+        path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: no checkpoint file at {path}. Give the path of a .ckpt "
+            "file, `last` to resume the newest run, or leave ckpt_path unset."
+        )
+    return str(path)
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (torch.Tensor, float, int))}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train (and test) the run `cfg` describes; return the final metrics by name."""
+    validate(cfg)
+    ckpt_path = resume_path(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: ImageDataModule = instantiate(cfg.data)
+    model = build_model(cfg.model, cfg.data.in_channels, cfg.data.image_size)
+    module = build_module(cfg, model)
+    trainer = build_trainer(cfg)
+
+    if cfg.get("train", True):
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = _floats(trainer.callback_metrics)
+
+    if cfg.get("test", False):
+        datamodule.setup("test")
+        if datamodule.has_test_split():
+            checkpoint = trainer.checkpoint_callback
+            best = checkpoint.best_model_path if checkpoint is not None else ""
+            if not best:
+                log.warning("no best checkpoint: testing the current weights")
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+            metrics |= _floats(trainer.callback_metrics)
+        else:
+            log.info("this data source has no test split: skipping the test")
+    return metrics
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """Return the metric `name` for a sweeper, with an error listing what exists."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric={name} was not logged; logged metrics: {', '.join(sorted(metrics))}"
+        )
+    return metrics[name]
