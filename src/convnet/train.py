@@ -14,19 +14,16 @@ from torch import nn
 
 from convnet.config import ConfigError, validate
 from convnet.data import ImageDataModule
-from convnet.models import check_image_size
 from convnet.module import ImageClassifier
 from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
 
-def build_model(model_cfg: DictConfig, in_channels: int, image_size: Any) -> nn.Module:
-    """Return the network a model config describes, checked against the image size."""
-    model = instantiate(model_cfg)
-    name = str(model_cfg.get("_target_", "model")).rsplit(".", 1)[-1]
-    check_image_size(model, in_channels, image_size, model_name=name)
-    return model
+def build_model(model_cfg: DictConfig) -> nn.Module:
+    """Return the network a model config describes (models check the image size as they
+    are built, so a size the network cannot take fails here, before training)."""
+    return instantiate(model_cfg)
 
 
 def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:
@@ -92,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resume_path(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
-    model = build_model(cfg.model, cfg.data.in_channels, cfg.data.image_size)
+    model = build_model(cfg.model)
     module = build_module(cfg, model)
     trainer = build_trainer(cfg)
 

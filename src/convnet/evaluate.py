@@ -1,0 +1,82 @@
+"""Evaluation of a checkpoint on its data's val and test splits."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from convnet.config import ConfigError
+from convnet.console import metrics_table, show
+from convnet.data import ImageDataModule
+from convnet.module import CONFIG_KEY
+from convnet.train import build_model, build_module, build_trainer
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("val", "test")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Return a convnet checkpoint's contents, read without unpickling any objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={path}: no such file. Checkpoints are in outputs/train/runs/<run>/"
+            "checkpoints/ (last.ckpt and the best epoch)."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"ckpt_path={path} could not be read ({type(error).__name__}: {error}); the file "
+            "is truncated or not a PyTorch checkpoint. Use another checkpoint of the run."
+        ) from error
+    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
+        raise ValueError(
+            f"ckpt_path={path} is not a convnet checkpoint (it holds no run config). "
+            "Evaluate a checkpoint written by scripts/train.py."
+        )
+    return checkpoint
+
+
+def run_config(checkpoint: dict[str, Any], data_overrides: DictConfig | None) -> DictConfig:
+    """Return the checkpoint's run config with `data_overrides` merged into its data."""
+    cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
+    if data_overrides:
+        cfg.data = OmegaConf.merge(cfg.data, data_overrides)
+    return cfg
+
+
+def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """Evaluate `cfg.ckpt_path` on `cfg.splits`; return {split: {metric: value}}."""
+    unknown = [split for split in cfg.splits if split not in SPLITS]
+    if unknown:
+        raise ConfigError(f"splits={list(cfg.splits)}: unknown {unknown}; allowed: {SPLITS}")
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    run = run_config(checkpoint, cfg.get("data"))
+    datamodule: ImageDataModule = instantiate(run.data)
+    model = build_model(run.model)
+    module = build_module(run, model)
+    module.load_state_dict(checkpoint["state_dict"])
+    trainer = build_trainer(cfg)
+
+    results: dict[str, dict[str, float]] = {}
+    datamodule.setup("test")
+    for split in cfg.splits:
+        if split == "test" and not datamodule.has_test_split():
+            log.info("the data source has no test split: skipping it")
+            continue
+        run_split = trainer.validate if split == "val" else trainer.test
+        (metrics,) = run_split(module, datamodule=datamodule, verbose=False)
+        results[split] = {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}
+    show(metrics_table(f"{cfg.ckpt_path}", results))
+    output = Path(cfg.paths.output_dir) / "metrics.json"
+    output.write_text(json.dumps(results, indent=2))
+    log.info("metrics written to %s", output)
+    return results

@@ -1,0 +1,156 @@
+"""Check, before training, that images are large enough for a network's downsampling."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from convnet.models.layers import positive_int, to_pair
+
+log = logging.getLogger(__name__)
+
+# Image sides are searched up to this many pixels when looking for the smallest that works.
+_LARGEST_SIDE = 8192
+
+
+@dataclass
+class _Failure:
+    """Where a forward pass stopped: the leaf module and the feature map it received."""
+
+    layer: str
+    kind: str
+    size: tuple[int, ...]
+    reason: str
+
+
+class _Vanished(Exception):
+    """Raised from a hook when a feature map has no pixels left."""
+
+
+def _spatial(value: object) -> tuple[int, ...] | None:
+    # Only (B, C, H, W) feature maps have a spatial size worth reporting.
+    if isinstance(value, torch.Tensor) and value.dim() == 4:
+        return tuple(value.shape[-2:])
+    return None
+
+
+def _try_forward(
+    model: nn.Module, in_channels: int, size: tuple[int, int]
+) -> tuple[torch.Size | None, _Failure | None]:
+    """Return (output shape, None) or (None, failure) for a meta-device forward pass."""
+    # Meta tensors carry shapes only, so even a large network costs no compute or memory.
+    state = {
+        name: torch.empty_like(tensor, device="meta")
+        for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers())
+    }
+    reached: list[tuple[str, nn.Module, tuple[int, ...] | None]] = []
+
+    def before(name: str, module: nn.Module, args: tuple[object, ...]) -> None:
+        reached.append((name, module, _spatial(args[0]) if args else None))
+
+    def after(module: nn.Module, args: tuple[object, ...], output: object) -> None:
+        out = _spatial(output)
+        if out is not None and min(out) < 1:
+            raise _Vanished(f"its output is {out[0]}x{out[1]}")
+
+    handles = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None:
+            handles.append(module.register_forward_pre_hook(lambda m, a, n=name: before(n, m, a)))
+            handles.append(module.register_forward_hook(after))
+    # Batch of 2: batch norm in training mode refuses a single value per channel.
+    images = torch.empty(2, in_channels, *size, device="meta")
+    try:
+        output = torch.func.functional_call(model, state, (images,))
+    except NotImplementedError:
+        # A missing meta kernel says nothing about the image size; let the caller decide.
+        raise
+    except (RuntimeError, ValueError, _Vanished) as error:
+        name, module, at = reached[-1] if reached else ("(input)", model, size)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return None, _Failure(name, type(module).__name__, at or (), reason)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return getattr(output, "shape", None), None
+
+
+def _smallest_side(fits: Callable[[int], bool], start: int) -> int | None:
+    """Return the smallest side >= 1 for which `fits(side)` holds, assuming it is monotone."""
+    high = max(start, 1)
+    while not fits(high):
+        if high >= _LARGEST_SIDE:
+            return None
+        high = min(high * 2, _LARGEST_SIDE)
+    low = 0  # fits(low) is taken to be false: no image has zero pixels.
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def smallest_image_size(
+    model: nn.Module, in_channels: int, image_size: tuple[int, int]
+) -> tuple[int, int] | None:
+    """Return the smallest [height, width] the model accepts, or None if none up to 8192 works.
+
+    Downsampling shrinks height and width independently, so each side is searched while the
+    other is held at a size that works.
+    """
+
+    def fits(height: int, width: int) -> bool:
+        return _try_forward(model, in_channels, (height, width))[1] is None
+
+    square = _smallest_side(lambda side: fits(side, side), max(image_size))
+    if square is None:
+        return None
+    height = _smallest_side(lambda side: fits(side, max(square, image_size[1])), square)
+    width = _smallest_side(lambda side: fits(max(square, image_size[0]), side), square)
+    if height is not None and width is not None and fits(height, width):
+        return height, width
+    return square, square
+
+
+def check_image_size(
+    model: nn.Module,
+    in_channels: int,
+    image_size: int | Sequence[int],
+    model_name: str = "model",
+) -> torch.Size | None:
+    """Return the model's output shape for a batch of 2 images of `image_size`.
+
+    Raises ValueError when the images are too small for the network's downsampling, naming
+    the layer where the feature map vanished (or the forward pass failed), its size there and
+    the smallest image size that works. Runs on the meta device, so it costs no compute.
+    Returns None, with a warning, if a module has no meta-device implementation.
+    """
+    positive_int(in_channels, "in_channels")
+    size = to_pair(image_size, "image_size")
+    try:
+        shape, failure = _try_forward(model, in_channels, size)
+    except NotImplementedError as error:
+        log.warning("Skipping the image size check for %s: %s", model_name, error)
+        return None
+    if failure is None:
+        return shape
+    at = "x".join(map(str, failure.size)) or "?"
+    smallest = smallest_image_size(model, in_channels, size)
+    fix = (
+        f"use images of at least {list(smallest)} (data.image_size) or a network that "
+        "downsamples less"
+        if smallest is not None
+        else f"no image size up to {_LARGEST_SIDE} works, so the failure is not about size"
+    )
+    raise ValueError(
+        f"{model_name} cannot take image_size={list(size)} with {in_channels} channels: the "
+        f"feature map is {at} when it reaches layer '{failure.layer}' ({failure.kind}), where "
+        f"the forward pass fails ({failure.reason}). Fix: {fix}."
+    )
