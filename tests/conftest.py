@@ -1,4 +1,4 @@
-"""Shared fixtures: run configs composed with Hydra's compose API, writing under tmp_path."""
+"""Shared fixtures: run configs on tiny data, writing under tmp_path."""
 
 from __future__ import annotations
 
@@ -6,47 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from convnet.runs import register_resolvers
-
-REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "configs"
-
-register_resolvers()
-
-# Small and quick, yet the same code path as a real run.
-TINY_SHAPES = [
-    "data.source.num_train=640",
-    "data.source.num_val=320",
-    "data.source.num_test=320",
-    "data.batch_size=64",
-    "data.eval_batch_size=320",
-]
-
-
-def compose_config(
-    config_name: str, overrides: list[str], tmp_path: Path, output_dir: Path | None = None
-) -> DictConfig:
-    """Return the config `scripts/<config_name>.py` would run with, writing into tmp_path."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        cfg = compose(
-            config_name=config_name,
-            return_hydra_config=True,
-            overrides=[f"paths.root_dir={tmp_path}", *overrides],
-        )
-    output_dir = output_dir or tmp_path / "run"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
+from tests.compose import TINY_SHAPES, compose_config
 
 
 @pytest.fixture

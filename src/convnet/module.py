@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -74,7 +75,8 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best.reset()
 
     def setup(self, stage: str) -> None:
-        if self.device.type == "cuda":
+        # cuDNN's fastest convolutions want NHWC; the batches arrive NHWC too.
+        if self.trainer.strategy.root_device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -106,7 +108,8 @@ class ImageClassifier(L.LightningModule):
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
+        # Best-so-far only means something while fitting, not in a lone validate().
+        if self.trainer.sanity_checking or self.trainer.state.fn != TrainerFn.FITTING:
             return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from convnet.data.shapes import CLASSES, ShapesSource, make_split, render_shapes
+from convnet.data.shapes import CLASSES, ShapesSource, _coverage, make_split
 
 
 def test_same_seed_gives_identical_images_and_other_seeds_differ() -> None:
@@ -39,26 +39,27 @@ def test_non_positive_sizes_are_refused_with_the_key(key: str) -> None:
         ShapesSource(**{key: 0})
 
 
-def test_circle_covers_the_area_of_its_disk() -> None:
-    # Independent reference: a circle of radius 0.85 * scale (in units of half the image)
-    # covers pi r^2 of the image's 2x2 extent. With zero noise and black-on-white colours
-    # forced by comparing two renderings, coverage is measured from the pixel values.
-    labels = torch.zeros(64, dtype=torch.long)
-    images = render_shapes(labels, torch.Generator().manual_seed(0), 64, supersample=4, noise=0)
-    generator = torch.Generator().manual_seed(0)
-    # Re-draw the same pose parameters render_shapes drew, in the same order.
-    torch.rand(64, generator=generator), torch.rand(64, generator=generator)
-    scale = torch.rand(64, generator=generator) * 0.3 + 0.3
-    expected = math.pi * (0.85 * scale) ** 2 / 4  # fraction of the image area
-    # The shape pixels are those far from the local background: estimate the fraction by
-    # counting pixels whose colour is closer to the shape's colour than the image corner.
-    centre_colour = images[:, :, 32, 32].float()
-    distance = (images.float() - centre_colour[:, :, None, None]).norm(dim=1)
-    covered = (distance < 40).float().mean(dim=(1, 2))
-    # Only images whose centre pixel lies on the shape are a fair comparison.
-    assert covered.shape == expected.shape
-    close = (covered - expected).abs() < 0.03
-    assert close.float().mean() > 0.5
+# Area of each shape in its own frame (the shape fits the unit disk), by geometry.
+AREAS = {
+    "circle": math.pi * 0.85**2,
+    "ring": math.pi * (0.9**2 - 0.55**2),
+    "square": (2 * 0.68) ** 2,
+    "frame": (2 * 0.72) ** 2 - (2 * 0.4) ** 2,
+    "triangle": 3 * math.sqrt(3) * 0.475**2,  # equilateral, inradius 0.475
+    "cross": 2 * (2 * 0.24) * (2 * 0.85) - (2 * 0.24) ** 2,
+}
+
+
+@pytest.mark.parametrize("name", list(AREAS))
+def test_drawn_shape_covers_its_geometric_area(name: str) -> None:
+    scale, fine = 0.5, 128
+    label = torch.tensor([CLASSES.index(name)])
+    coverage = _coverage(
+        label, torch.zeros(1, 2), torch.tensor([scale]), torch.tensor([0.3]), fine, supersample=2
+    )
+    # The image spans [-1, 1]^2 (area 4); the shape's area scales with scale^2.
+    expected = AREAS[name] * scale**2 / 4
+    assert coverage.mean().item() == pytest.approx(expected, rel=0.03)
 
 
 @pytest.mark.slow

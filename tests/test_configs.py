@@ -1,0 +1,102 @@
+"""Config composition and the errors a wrong config gives before any training."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from convnet.config import ConfigError, validate
+from convnet.train import train
+from tests.compose import CONFIGS, compose_config
+
+DATA = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+# imagefolder's class count depends on the user's folder and must be given.
+EXTRA = {"imagefolder": ["data.num_classes=5"]}
+
+
+def test_the_zoo_and_the_data_sets_are_all_there() -> None:
+    assert {"shapes", "digits", "cifar10", "cifar100", "mnist", "fashion_mnist"} <= set(DATA)
+    assert {"small", "vgg16", "resnet18", "resnet20"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("data", DATA)
+def test_every_model_composes_with_every_data_set(data: str, tmp_path: Path) -> None:
+    for model in MODELS:
+        cfg = compose_config(
+            "train", [f"data={data}", f"model={model}", *EXTRA.get(data, [])], tmp_path
+        )
+        resolved = OmegaConf.to_container(cfg.model, resolve=True)
+        assert resolved["in_channels"] == cfg.data.in_channels
+        assert resolved["num_classes"] == cfg.data.num_classes
+        assert list(resolved["image_size"]) == list(cfg.data.image_size)
+        validate(cfg)
+
+
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("model", ["small", "resnet20", "vgg11_bn", "resnet18"])
+def test_models_take_each_data_sets_images(data: str, model: str, tmp_path: Path) -> None:
+    cfg = compose_config(
+        "train", [f"data={data}", f"model={model}", *EXTRA.get(data, [])], tmp_path
+    )
+    network = instantiate(cfg.model).eval()
+    images = torch.zeros(2, cfg.data.in_channels, *cfg.data.image_size)
+    with torch.no_grad():
+        assert network(images).shape == (2, cfg.data.num_classes)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1"),
+        ("optimizer.lr=0", "optimizer.lr=0"),
+        ("data.batch_size=0", "data.batch_size=0"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0"),
+        ("optimizer.weight_decay=-1", "optimizer.weight_decay=-1"),
+        ("module.label_smoothing=1.0", "module.label_smoothing=1.0"),
+        ("data.image_size=[32]", "data.image_size=[32]"),
+    ],
+)
+def test_bad_values_fail_before_training_naming_the_key(
+    override: str, named: str, train_config, tmp_path: Path
+) -> None:
+    cfg = train_config(override)
+    with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_every_bad_value_is_reported_at_once(train_config) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate(train_config("optimizer.lr=-1", "data.batch_size=0"))
+    assert "optimizer.lr" in str(error.value) and "data.batch_size" in str(error.value)
+
+
+def test_unknown_optimizer_name_lists_the_allowed_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_config("train", ["optimizer=adam"], tmp_path)
+    message = str(error.value)
+    assert "optimizer/adam" in message
+    assert "adamw" in message and "sgd" in message
+
+
+def test_unknown_model_name_lists_the_allowed_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigCompositionException, match="resnet20"):
+        compose_config("train", ["model=resnet21"], tmp_path)
+
+
+def test_image_too_small_for_the_network_fails_before_training(train_config, tmp_path) -> None:
+    cfg = train_config("model=vgg16", "data.image_size=[8,8]")
+    with pytest.raises(Exception, match=r"features\.\d+") as error:
+        train(cfg)
+    assert "32" in str(error.value)  # the smallest size that works
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_missing_resume_checkpoint_is_named(train_config) -> None:
+    cfg = train_config("ckpt_path=/nowhere/last.ckpt")
+    with pytest.raises(ConfigError, match=r"/nowhere/last\.ckpt"):
+        train(cfg)
