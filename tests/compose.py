@@ -30,15 +30,15 @@ def compose_config(
     config_name: str, overrides: list[str], tmp_path: Path, output_dir: Path | None = None
 ) -> DictConfig:
     """Return the config `scripts/<config_name>.py` would run with, writing into tmp_path."""
+    output_dir = output_dir or tmp_path / "run"
+    output_dir.mkdir(parents=True, exist_ok=True)
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
         cfg = compose(
             config_name=config_name,
             return_hydra_config=True,
-            overrides=[f"paths.root_dir={tmp_path}", *overrides],
+            overrides=[f"paths.root_dir={tmp_path}", f"hydra.run.dir={output_dir}", *overrides],
         )
-    output_dir = output_dir or tmp_path / "run"
-    output_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.hydra.runtime.output_dir = str(output_dir)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+# Progress in [0, 1] -> fraction of the way from the peak to the final lr.
+ANNEALING = {
+    "linear": lambda progress: progress,
+    "cos": lambda progress: (1 - math.cos(math.pi * progress)) / 2,
+}
 
 
 def one_cycle(
@@ -16,20 +22,29 @@ def one_cycle(
     final_div_factor: float = 1e4,
     anneal_strategy: str = "linear",
 ) -> LRScheduler:
-    """Return Smith's one-cycle schedule peaking at each group's configured lr."""
+    """Return Smith's one-cycle schedule: from lr / div_factor up to each group's lr over
+    `pct_start` of the steps, then down to lr / (div_factor * final_div_factor).
+
+    The same curve as torch's OneCycleLR, as a LambdaLR: its saved state is only the step,
+    so a run resumed with more epochs stretches the schedule instead of failing with
+    "Tried to step N times".
+    """
     _check_fraction("scheduler.pct_start", pct_start)
-    peak = [group["lr"] for group in optimizer.param_groups]
-    return OneCycleLR(
-        optimizer,
-        max_lr=peak,
-        total_steps=total_steps,
-        pct_start=pct_start,
-        div_factor=div_factor,
-        final_div_factor=final_div_factor,
-        anneal_strategy=anneal_strategy,
-        # Momentum cycling fights Nesterov SGD's fixed momentum and AdamW's betas.
-        cycle_momentum=False,
-    )
+    if anneal_strategy not in ANNEALING:
+        raise ValueError(
+            f"scheduler.anneal_strategy={anneal_strategy!r} is not one of {sorted(ANNEALING)}"
+        )
+    start, end = 1 / div_factor, 1 / (div_factor * final_div_factor)
+    peak_step = max(1.0, pct_start * total_steps - 1)  # as torch.optim OneCycleLR
+    anneal = ANNEALING[anneal_strategy]
+
+    def factor(step: int) -> float:
+        if step <= peak_step:
+            return start + (1 - start) * step / peak_step
+        progress = min(1.0, (step - peak_step) / max(1.0, total_steps - 1 - peak_step))
+        return 1 + (end - 1) * anneal(progress)
+
+    return LambdaLR(optimizer, factor)
 
 
 def warmup_cosine(

@@ -1,0 +1,84 @@
+"""The README's commands: every one composes, and the cheap ones run as written."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.compose import REPO, compose_config
+
+README = (REPO / "README.md").read_text()
+# Commands are the README's indented code lines that run a script.
+COMMANDS = [
+    line.strip()
+    for line in README.splitlines()
+    if line.startswith("    ") and "python scripts/" in line
+]
+
+
+def _overrides(command: str) -> list[str]:
+    """Return the Hydra overrides of a README command, sweeps reduced to their first value."""
+    words = shlex.split(command.split("python scripts/", 1)[1])[1:]
+    overrides = [w for w in words if not w.startswith("-") and w not in ("job",)]
+    return [re.sub(r"=([^=\[]*?),.*$", r"=\1", o) for o in overrides]
+
+
+def test_the_first_screen_has_the_install_and_test_commands() -> None:
+    first_screen = README[:1500]
+    assert "pip install -e . && python scripts/train.py\n" in first_screen
+    assert 'pip install -e ".[dev]" && pytest\n' in first_screen
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if "scripts/train.py" in c])
+def test_every_train_command_in_the_readme_composes(command: str, tmp_path: Path) -> None:
+    overrides = [o for o in _overrides(command) if not o.startswith("ckpt_path=")]
+    cfg = compose_config("train", overrides, tmp_path)
+    for override in overrides:
+        key, value = override.split("=", 1)
+        if "." in key:  # a value, not a group choice
+            assert str(OmegaConf.select(cfg, key)).replace(" ", "") == value
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_readme_train_resume_and_eval_commands_run(tmp_path: Path) -> None:
+    train = str(REPO / "scripts" / "train.py")
+    quick = ["debug=fast", "callbacks.rich_progress_bar=null"]
+    _run([train, *quick], tmp_path)
+    (run,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    # `ckpt_path=last` continues the same run: no second run directory appears.
+    _run([train, "ckpt_path=last", *quick, "trainer.max_epochs=2"], tmp_path)
+    assert [p.name for p in (tmp_path / "outputs" / "train" / "runs").iterdir()] == [run.name]
+
+    output = _run(
+        [str(REPO / "scripts" / "eval.py"), f"ckpt_path={run}/checkpoints/last.ckpt"], tmp_path
+    )
+    assert "test" in output and "acc" in output
+    (evaluation,) = (tmp_path / "outputs" / "eval" / "runs").iterdir()
+    assert (evaluation / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_printing_the_config_trains_nothing(tmp_path: Path) -> None:
+    output = _run(
+        [str(REPO / "scripts" / "train.py"), "model=resnet18", "data=mnist", "--cfg", "job"],
+        tmp_path,
+    )
+    assert "_target_: convnet.models.ResNet" in output
+    assert "name: mnist" in output
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,104 @@
+"""Whole runs on tiny data: train, checkpoint, resume, evaluate."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from convnet.evaluate import evaluate
+from convnet.train import train
+from tests.compose import compose_config
+
+pytestmark = pytest.mark.slow
+
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"]
+SMALL_RUN = ["data.source.num_train=2000", "trainer.max_epochs=3", *QUIET]
+# The smallest shapes run that reliably learns: ~940 steps, ~20 s on 2 CPU cores.
+LEARNING_RUN = [
+    "data.source.num_train=5000",
+    "data.source.num_val=500",
+    "data.batch_size=32",
+    "optimizer.lr=0.05",
+    "trainer.max_epochs=6",
+    *QUIET,
+]
+
+
+class StopAfterEpoch(Callback):
+    """Ends fit after `epochs` epochs, once last.ckpt of that epoch is written."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_training_on_shapes_learns_and_eval_reproduces_its_metrics(
+    train_config, tmp_path: Path
+) -> None:
+    cfg = train_config(*LEARNING_RUN)
+    metrics = train(cfg)
+    run = tmp_path / "run"
+    assert metrics["val/acc_best"] > 0.3  # chance is 0.1
+    assert metrics["test/acc"] > 0.3
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    val_acc = _scalars(run, "val/acc")
+    assert len(val_acc) == 6  # one per epoch, read back by TensorBoard's own reader
+    assert max(value for _, value in val_acc) == pytest.approx(metrics["val/acc_best"])
+
+    best = next(p for p in (run / "checkpoints").glob("epoch*.ckpt"))
+    eval_cfg = compose_config("eval", [f"ckpt_path={best}"], tmp_path, output_dir=tmp_path / "eval")
+    results = evaluate(eval_cfg)
+    assert results["val"]["acc"] == pytest.approx(metrics["val/acc_best"], abs=1e-6)
+    assert results["test"]["acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_resuming_continues_the_same_run_to_the_same_weights(train_config, tmp_path) -> None:
+    straight = train_config(*SMALL_RUN, "test=false", output_dir=tmp_path / "straight")
+    train(straight)
+    # Interrupted after epoch 2 of 3, as if the process had been stopped there.
+    stop = [f"+callbacks.stop._target_={__name__}.StopAfterEpoch", "+callbacks.stop.epochs=2"]
+    first = train_config(*SMALL_RUN, "test=false", *stop, output_dir=tmp_path / "resumed")
+    train(first)
+    again = train_config(
+        *SMALL_RUN, "test=false", "ckpt_path=last", output_dir=tmp_path / "resumed"
+    )
+    train(again)
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 93  # 3 epochs of 31 batches
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-4, atol=1e-5)
+    steps = [step for step, _ in _scalars(tmp_path / "resumed", "val/acc")]
+    assert len(steps) == 3 and len(set(steps)) == 3  # no epoch logged twice
+
+
+@pytest.mark.parametrize(
+    ("model", "shrink"),
+    [("vgg16", ["data.batch_size=16"]), ("resnet18", ["model.width_multiplier=0.125"])],
+)
+def test_the_large_models_compose_and_train(model, shrink, train_config) -> None:
+    cfg = train_config(f"model={model}", "debug=fast", "test=false", *shrink)
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_digits_train_and_test(tmp_path: Path) -> None:
+    cfg = compose_config(
+        "train",
+        ["data=digits", "trainer.max_epochs=3", *QUIET],
+        tmp_path,
+    )
+    metrics = train(cfg)
+    assert metrics["test/acc"] > 0.8
