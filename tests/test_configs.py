@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from convnet.config import ConfigError, validate
+from convnet.runs import NoRunToResumeError
 from convnet.train import train
 from tests.compose import CONFIGS, compose_config
 
@@ -94,6 +95,12 @@ def test_image_too_small_for_the_network_fails_before_training(train_config, tmp
         train(cfg)
     assert "32" in str(error.value)  # the smallest size that works
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resuming_with_no_run_to_resume_says_so(train_config, tmp_path) -> None:
+    cfg = train_config("ckpt_path=last", output_dir=tmp_path / "runs" / "fresh")
+    with pytest.raises(NoRunToResumeError, match="no run to resume"):
+        train(cfg)
 
 
 def test_missing_resume_checkpoint_is_named(train_config) -> None:

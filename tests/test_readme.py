@@ -58,6 +58,7 @@ def test_readme_train_resume_and_eval_commands_run(tmp_path: Path) -> None:
     _run([train, *quick], tmp_path)
     (run,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
     assert (run / ".hydra" / "config.yaml").is_file()
+    assert "${" not in (run / "config.yaml").read_text()  # resolved
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 

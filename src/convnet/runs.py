@@ -51,7 +51,12 @@ def run_dir(runs_dir: str, ckpt_path: str | None) -> str:
     if key not in _chosen:
         base = Path(runs_dir)
         if ckpt_path == LAST:
-            chosen = newest_resumable_run(base)
+            # With nothing to resume, a fresh folder: the run itself then stops with a
+            # clear error (an exception here would surface as a Hydra internal error).
+            try:
+                chosen = newest_resumable_run(base)
+            except NoRunToResumeError:
+                chosen = fresh_run_dir(base)
         elif ckpt_path and _is_inside(Path(ckpt_path).resolve(), base.resolve()):
             chosen = Path(ckpt_path).resolve().parent.parent
         else:

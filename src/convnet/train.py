@@ -9,13 +9,14 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from convnet.config import ConfigError, validate
 from convnet.data import ImageDataModule
 from convnet.module import ImageClassifier
-from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT
+from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT, newest_resumable_run
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,22 @@ def build_model(model_cfg: DictConfig) -> nn.Module:
     return instantiate(model_cfg)
 
 
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """Return the run config with every interpolation resolved (Hydra's own node left out)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    return resolved
+
+
+@rank_zero_only
+def save_resolved_config(cfg: DictConfig) -> Path:
+    """Write the resolved run config to <run>/config.yaml (.hydra/ keeps the unresolved one)."""
+    path = Path(cfg.paths.output_dir) / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved_config(cfg))))
+    return path
+
+
 def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:
     """Return the LightningModule for `model` with the run's optimizer and schedule."""
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
@@ -34,7 +51,7 @@ def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         num_classes=cfg.data.num_classes,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=resolved_config(cfg),
         **cfg.get("module", {}),
     )
 
@@ -68,15 +85,18 @@ def resume_path(cfg: DictConfig) -> str | None:
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:
         return None
-    path = Path(cfg.paths.output_dir) / CHECKPOINTS / LAST_CHECKPOINT
-    if ckpt_path != LAST:
-        path = Path(ckpt_path)
-    if not path.is_file():
+    if ckpt_path == LAST:
+        path = Path(cfg.paths.output_dir) / CHECKPOINTS / LAST_CHECKPOINT
+        if not path.is_file():
+            # Names the runs folder and the fix.
+            newest_resumable_run(Path(cfg.paths.output_dir).parent)
+        return str(path)
+    if not Path(ckpt_path).is_file():
         raise ConfigError(
-            f"ckpt_path={ckpt_path}: no checkpoint file at {path}. Give the path of a .ckpt "
-            "file, `last` to resume the newest run, or leave ckpt_path unset."
+            f"ckpt_path={ckpt_path}: no such checkpoint file. Give the path of a .ckpt file, "
+            "`last` to resume the newest run, or leave ckpt_path unset."
         )
-    return str(path)
+    return str(ckpt_path)
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
@@ -87,6 +107,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) the run `cfg` describes; return the final metrics by name."""
     validate(cfg)
     ckpt_path = resume_path(cfg)
+    save_resolved_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
     model = build_model(cfg.model)
