@@ -119,11 +119,15 @@ class ImageClassifier(L.LightningModule):
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
         if not self.hparams.exclude_norm_and_bias_from_weight_decay:
-            return [{"params": list(_trainable(self.model))}]
+            return [{"params": list(_trainable(self.model)), "name": "all"}]
         decay, no_decay = [], []
         for parameter in _trainable(self.model):
             (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        # Names become the LearningRateMonitor's tags (lr-SGD/weights ...).
+        return [
+            {"params": decay, "name": "weights"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "norm_and_bias"},
+        ]
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self._parameter_groups())

@@ -31,8 +31,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as F
 
-from convnet.data.splits import Splits, stratified_split
-from convnet.data.torchvision_sets import check_val_fraction
+from convnet.data.splits import Splits, check_val_fraction, stratified_split
 
 log = logging.getLogger(__name__)
 

@@ -63,3 +63,13 @@ def stratified_split(labels: torch.Tensor, fractions: list[float], seed: int) ->
             parts[part].append(members[start:stop])
             start = stop
     return [torch.cat(part).sort().values for part in parts]
+
+
+def check_val_fraction(val_fraction: float) -> float:
+    """Return `val_fraction` as a float, or raise ValueError when it is outside [0, 1)."""
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ValueError(
+            f"data.source.val_fraction must be in [0, 1), got {val_fraction!r}; "
+            "use e.g. 0.1 to hold out a tenth of the training images for validation"
+        )
+    return float(val_fraction)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torchvision import datasets
 
-from convnet.data.splits import Splits, TensorSplit, stratified_split
+from convnet.data.splits import Splits, TensorSplit, check_val_fraction, stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,6 @@ _TITLES = {
     "mnist": "MNIST",
     "fashion_mnist": "Fashion-MNIST",
 }
-
-
-def check_val_fraction(val_fraction: float) -> float:
-    """Return `val_fraction` as a float, or raise ValueError when it is outside [0, 1)."""
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise ValueError(
-            f"data.source.val_fraction must be in [0, 1), got {val_fraction!r}; "
-            "use e.g. 0.1 to hold out a tenth of the training images for validation"
-        )
-    return float(val_fraction)
 
 
 class TorchvisionSource:
