@@ -6,6 +6,7 @@ from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
@@ -61,8 +62,21 @@ def validate(cfg: DictConfig) -> None:
         if value is not None and not check(value):
             shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
             problems.append(f"{key}={shown!r} is not allowed: use {allowed}")
+    problems += _device_problems(cfg)
     if problems:
         raise ConfigError(
             "invalid config:\n  " + "\n  ".join(problems) + "\nFix these keys on the command "
             "line (e.g. `python scripts/train.py optimizer.lr=0.1`) or in configs/."
         )
+
+
+def _device_problems(cfg: DictConfig) -> list[str]:
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        built = torch.version.cuda or "no CUDA"
+        return [
+            f"trainer.accelerator={accelerator} but no CUDA GPU is visible (torch built with "
+            f"{built}; torch.cuda.is_available() is False): use trainer=cpu or "
+            "trainer.accelerator=auto, or check the driver with nvidia-smi"
+        ]
+    return []

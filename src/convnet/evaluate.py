@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from convnet.checkpoints import CheckpointError, check_compatible, read_checkpoint
 from convnet.config import ConfigError
 from convnet.console import metrics_table, show
 from convnet.data import ImageDataModule
@@ -24,22 +24,10 @@ SPLITS = ("val", "test")
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Return a convnet checkpoint's contents, read without unpickling any objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"ckpt_path={path}: no such file. Checkpoints are in outputs/train/runs/<run>/"
-            "checkpoints/ (last.ckpt and the best epoch)."
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"ckpt_path={path} could not be read ({type(error).__name__}: {error}); the file "
-            "is truncated or not a PyTorch checkpoint. Use another checkpoint of the run."
-        ) from error
-    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
-        raise ValueError(
-            f"ckpt_path={path} is not a convnet checkpoint (it holds no run config). "
+    checkpoint = read_checkpoint(path)
+    if CONFIG_KEY not in checkpoint:
+        raise CheckpointError(
+            f"checkpoint {path} is not a convnet checkpoint (it holds no run config). "
             "Evaluate a checkpoint written by scripts/train.py."
         )
     return checkpoint
@@ -63,6 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     datamodule: ImageDataModule = instantiate(run.data)
     model = build_model(run.model)
     module = build_module(run, model)
+    check_compatible(checkpoint["state_dict"], module, cfg.ckpt_path)
     module.load_state_dict(checkpoint["state_dict"])
     trainer = build_trainer(cfg)
 

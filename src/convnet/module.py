@@ -19,6 +19,7 @@ SchedulerFactory = Callable[..., LRScheduler]
 
 # Checkpoint key holding the resolved run config, so a checkpoint alone rebuilds its model.
 CONFIG_KEY = "convnet_config"
+RNG_KEY = "convnet_rng_states"
 
 
 class ImageClassifier(L.LightningModule):
@@ -143,6 +144,18 @@ class ImageClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.config is not None:
             checkpoint[CONFIG_KEY] = self.config
+        # The global RNG drives dropout and similar layers: a resumed run continues it.
+        checkpoint[RNG_KEY] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint[RNG_KEY]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get(RNG_KEY)
+        if states is None:
+            return
+        torch.set_rng_state(states["cpu"])
+        if "cuda" in states and torch.cuda.device_count() == len(states["cuda"]):
+            torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _trainable(model: nn.Module) -> Iterator[nn.Parameter]:

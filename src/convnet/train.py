@@ -13,8 +13,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from convnet.checkpoints import AtomicCheckpointIO, check_compatible, read_checkpoint
 from convnet.config import ConfigError, validate
 from convnet.data import ImageDataModule
+from convnet.guards import DivergenceGuard
 from convnet.module import ImageClassifier
 from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT, newest_resumable_run
 
@@ -74,9 +76,10 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
         torch.backends.cudnn.benchmark = True
     return instantiate(
         cfg.trainer,
-        callbacks=callbacks,
+        callbacks=[*callbacks, DivergenceGuard()],
         logger=loggers or False,
         precision=precision_for(cfg.trainer),
+        plugins=[AtomicCheckpointIO()],
     )
 
 
@@ -116,8 +119,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("train", True):
         if ckpt_path:
+            check_compatible(read_checkpoint(ckpt_path)["state_dict"], module, ckpt_path)
             log.info("resuming from %s", ckpt_path)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = _floats(trainer.callback_metrics)
 
     if cfg.get("test", False):

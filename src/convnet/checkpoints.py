@@ -1,0 +1,92 @@
+"""Checkpoint files: written atomically, read safely, checked against the model."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the fix."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves each checkpoint to a temporary file beside its target, then renames it.
+
+    Lightning's own save stages the file in the system temp folder and moves it, which is
+    a copy (not atomic) when that folder is on another file system. A rename within one
+    folder is atomic: a kill at any moment leaves either the old file or the new one.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            with open(partial, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Return a checkpoint's contents, read with weights_only=True (no pickled objects run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path}: no such file. Checkpoints are in outputs/train/runs/<run>/"
+            "checkpoints/ (last.ckpt and the best epoch)."
+        )
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not a PyTorch checkpoint (no complete zip "
+            "archive). Use another checkpoint of the run, e.g. the best epoch's."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(error).__name__}: {error}). Use "
+            "another checkpoint of the run."
+        ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} holds no model weights (no state_dict)")
+    return checkpoint
+
+
+def check_compatible(state_dict: dict[str, torch.Tensor], module: nn.Module, path: Any) -> None:
+    """Raise CheckpointError naming the keys and shapes where the checkpoint's weights
+    differ from `module`'s (another architecture, width or number of classes)."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    shapes = [
+        f"{key}: checkpoint {found[key]} vs model {expected[key]}"
+        for key in sorted(expected.keys() & found.keys())
+        if expected[key] != found[key]
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    lines = []
+    for title, items in [("missing", missing), ("unexpected", unexpected), ("shape", shapes)]:
+        if items:
+            more = f" (and {len(items) - 5} more)" if len(items) > 5 else ""
+            lines.append(f"  {title}: {', '.join(items[:5])}{more}")
+    raise CheckpointError(
+        f"checkpoint {path} was written by another model than this config builds:\n"
+        + "\n".join(lines)
+        + "\nUse the model and data settings of the run that wrote it (see its config.yaml), "
+        "or a checkpoint of this model."
+    )

@@ -1,0 +1,84 @@
+"""Training guards: stop a diverged run before it can overwrite a good checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class DivergenceGuard(Callback):
+    """Stops training when the loss is NaN or infinite, before the next checkpoint.
+
+    The check accumulates on the device and reads it back every `check_every_n_steps`
+    and before every validation, so it costs one host-device sync per N steps; the
+    checkpoints are written after validation, so a diverged epoch never reaches them
+    and `best` and `last.ckpt` stay those of the last good epoch.
+    """
+
+    def __init__(self, check_every_n_steps: int = 50) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
+        self.check_every_n_steps = check_every_n_steps
+        self._steps: torch.Tensor | None = None  # steps seen since the last check
+        self._first_bad: torch.Tensor | None = None  # first non-finite one, or -1
+        self._lrs: list[float] = []  # learning rate of each of those steps (host floats)
+
+    def _reset(self, device: torch.device) -> None:
+        self._steps = torch.zeros((), dtype=torch.long, device=device)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self._lrs = []
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._steps is None:
+            self._reset(pl_module.device)
+        # The rate this step uses; the scheduler has moved on by the batch's end.
+        self._lrs.append(trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 0.0)
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None or self._steps is None:
+            return
+        bad = ~torch.isfinite(loss.detach())
+        self._first_bad = torch.where(bad & (self._first_bad < 0), self._steps, self._first_bad)
+        self._steps += 1
+        if trainer.global_step % self.check_every_n_steps == 0:
+            self._check(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer: L.Trainer) -> None:
+        if self._first_bad is None:
+            return
+        first_bad, steps = int(self._first_bad), int(self._steps)
+        if first_bad < 0:
+            self._reset(self._first_bad.device)
+            return
+        step = trainer.global_step - steps + first_bad
+        lr = self._lrs[first_bad] if first_bad < len(self._lrs) else float("nan")
+        raise DivergenceError(
+            f"training diverged: the loss became NaN or infinite at step {step} (epoch "
+            f"{trainer.current_epoch}) with learning rate {lr:.4g}. The checkpoints of the last "
+            "good epoch are kept. Try a lower optimizer.lr (e.g. half), a longer warm-up "
+            "(scheduler.pct_start or scheduler=cosine), or check the data's mean/std."
+        )

@@ -1,0 +1,97 @@
+"""Checkpoints survive failures; diverged runs and mismatched checkpoints stop with a reason."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from convnet.checkpoints import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    check_compatible,
+    read_checkpoint,
+)
+from convnet.config import ConfigError
+from convnet.guards import DivergenceError
+from convnet.models import VGG
+from convnet.train import train
+
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"]
+
+
+def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    io, target = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, target)
+
+    def save_half_then_fail(obj, file) -> None:
+        file.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, target)
+    monkeypatch.undo()
+    assert torch.equal(read_checkpoint(target)["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left
+
+
+def test_a_truncated_checkpoint_is_named_as_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(CheckpointError, match="truncated"):
+        read_checkpoint(path)
+
+
+def test_a_checkpoint_of_another_model_names_the_differing_weights() -> None:
+    small = VGG([8, "M"], in_channels=3, num_classes=10, image_size=8, batch_norm=True)
+    other = VGG([8, "M"], in_channels=3, num_classes=5, image_size=8, batch_norm=True)
+    with pytest.raises(CheckpointError, match=r"classifier\.\d+\.weight: checkpoint \(5, 8\)"):
+        check_compatible(other.state_dict(), small, "other.ckpt")
+    deeper = VGG([8, "M", 16, "M"], in_channels=3, num_classes=10, image_size=8)
+    with pytest.raises(
+        CheckpointError, match=r"unexpected: features\.3\.bias, features\.3\.weight"
+    ):
+        check_compatible(deeper.state_dict(), small, "deeper.ckpt")
+    check_compatible(small.state_dict(), small, "same.ckpt")
+
+
+def test_resuming_with_a_checkpoint_of_another_model_fails_before_training(
+    train_config, tmp_path: Path
+) -> None:
+    train(train_config("debug=fast", "test=false", *QUIET, output_dir=tmp_path / "small"))
+    checkpoint = tmp_path / "small" / "checkpoints" / "last.ckpt"
+    cfg = train_config(
+        "model=resnet20", f"ckpt_path={checkpoint}", *QUIET, output_dir=tmp_path / "other"
+    )
+    with pytest.raises(CheckpointError, match="another model"):
+        train(cfg)
+
+
+def test_a_diverging_run_stops_naming_step_and_lr_and_keeps_the_good_checkpoint(
+    train_config, tmp_path: Path
+) -> None:
+    cfg = train_config("debug=fast", "test=false", *QUIET)
+    train(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    good = last.read_bytes()
+    diverging = train_config(
+        "debug=fast",
+        "test=false",
+        "optimizer.lr=1e6",
+        "trainer.limit_train_batches=60",
+        "scheduler=constant",
+        *QUIET,
+    )
+    with pytest.raises(DivergenceError, match=r"at step \d+ \(epoch 0\) with learning rate 1e\+06"):
+        train(diverging)
+    assert last.read_bytes() == good
+
+
+def test_asking_for_a_gpu_without_one_is_a_config_error(train_config) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match=r"trainer\.accelerator=gpu but no CUDA GPU"):
+        train(train_config("trainer=gpu"))
