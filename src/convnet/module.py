@@ -11,7 +11,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 OptimizerFactory = Callable[..., Optimizer]
@@ -67,6 +67,8 @@ class ImageClassifier(L.LightningModule):
             MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
         )
         self.val_acc_best = MaxMetric()
+        # Summed over DDP ranks at epoch end: the number of images one epoch trained on.
+        self.train_samples = SumMetric()
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -87,6 +89,8 @@ class ImageClassifier(L.LightningModule):
         # Metrics accumulate on the device; logging with on_epoch syncs once per epoch.
         self.train_loss(loss.detach())
         self.train_acc(logits.detach(), labels)
+        self.train_samples(torch.tensor(labels.shape[0], device=labels.device))
+        self.log("train/samples", self.train_samples, on_step=False, on_epoch=True)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
