@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torchvision.models.vgg import cfgs as TORCHVISION_LAYERS
 
-from convnet.models import VGG, ResNet
+from convnet.models import VGG, CustomNet, ResNet
 
 MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 NAMES = sorted(path.stem for path in MODEL_CONFIGS.glob("*.yaml"))
@@ -44,7 +44,7 @@ def compose_model(config_dir: Path, name: str, *overrides: str):
 
 
 def test_there_are_configs_for_every_documented_model():
-    expected = {"small"}
+    expected = {"small", "custom", "custom_allconv"}
     expected |= {f"vgg{depth}{suffix}" for depth in (11, 13, 16, 19) for suffix in ("", "_bn")}
     expected |= {f"resnet{depth}" for depth in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)}
     assert expected <= set(NAMES)
@@ -57,7 +57,7 @@ def test_model_config_instantiates_and_gives_logits(config_dir, name):
     if name in LARGE:
         with torch.device("meta"):
             model = instantiate(cfg.model)
-        assert isinstance(model, VGG | ResNet)
+        assert isinstance(model, VGG | ResNet | CustomNet)
         return
     model = instantiate(cfg.model)
     with torch.no_grad():
@@ -101,3 +101,20 @@ def test_imagenet_stem_override_loads_torchvision_weights(config_dir):
     with torch.device("meta"):
         model = instantiate(cfg.model)
         model.load_state_dict(torchvision.models.resnet18().state_dict(), strict=True)
+
+
+def test_custom_config_is_the_seed_example(config_dir):
+    model = instantiate(compose_model(config_dir, "custom").model)
+    assert isinstance(model, CustomNet)
+    # The TensorFlow CNN tutorial's CIFAR-10 model: 122,570 parameters.
+    assert sum(p.numel() for p in model.parameters()) == 122_570
+    assert [name for name, _ in model.layers.named_children()][-2:] == ["6_dense", "7_dense"]
+
+
+def test_custom_allconv_config_uses_strides_dilation_and_depthwise_convs(config_dir):
+    model = instantiate(compose_model(config_dir, "custom_allconv", "data.num_classes=7").model)
+    assert model.layers.down1[0].stride == (2, 2)
+    assert model.layers.dilated[0].dilation == (2, 2)
+    assert model.layers.depthwise2[0].groups == 128
+    assert model.layers.scores[0].out_channels == 7
+    assert model.shapes[-1] == (7,)  # class scores already: no classifier appended

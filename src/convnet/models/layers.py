@@ -104,6 +104,23 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     return choose(NORMS, "norm", norm)(channels)
 
 
+def same_pads(
+    size: Sequence[int], kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> tuple[int, int, int, int]:
+    """Return TensorFlow's "same" padding (left, right, top, bottom) for a (height, width) map.
+
+    The output is ceil(size / stride); the total pad depends on the input size, and an odd
+    pixel goes to the bottom/right. The order is the one F.pad takes (last dimension first).
+    """
+    pads = []
+    for side, k, s, d in zip(size, kernel, stride, dilation, strict=True):
+        out = (side + s - 1) // s
+        total = max((out - 1) * s + (k - 1) * d + 1 - side, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return left, right, top, bottom
+
+
 class SamePadConv2d(nn.Conv2d):
     """Conv2d whose output is ceil(input / stride) for any kernel, dilation and stride.
 
@@ -112,16 +129,8 @@ class SamePadConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, kernel, stride, dilation in zip(
-            x.shape[-2:], self.kernel_size, self.stride, self.dilation, strict=True
-        ):
-            out = (size + stride - 1) // stride
-            total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-            pads.append((total // 2, total - total // 2))
-        # F.pad takes the last dimension first: (left, right, top, bottom).
-        (top, bottom), (left, right) = pads
-        return super().forward(F.pad(x, (left, right, top, bottom)))
+        pads = same_pads(x.shape[-2:], self.kernel_size, self.stride, self.dilation)
+        return super().forward(F.pad(x, pads))
 
 
 def _valid_padding(

@@ -15,7 +15,7 @@ from convnet.models.layers import positive_int, to_pair
 log = logging.getLogger(__name__)
 
 # Image sides are searched up to this many pixels when looking for the smallest that works.
-_LARGEST_SIDE = 8192
+LARGEST_SIDE = 8192
 
 
 @dataclass
@@ -39,15 +39,23 @@ def _spatial(value: object) -> tuple[int, ...] | None:
     return None
 
 
+def meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return the model's parameters and buffers as meta tensors by name, for functional_call.
+
+    Meta tensors carry shapes only, so a forward pass with them costs no compute or memory
+    and leaves the model's own tensors untouched.
+    """
+    return {
+        name: torch.empty_like(tensor, device="meta")
+        for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers())
+    }
+
+
 def _try_forward(
     model: nn.Module, in_channels: int, size: tuple[int, int]
 ) -> tuple[torch.Size | None, _Failure | None]:
     """Return (output shape, None) or (None, failure) for a meta-device forward pass."""
-    # Meta tensors carry shapes only, so even a large network costs no compute or memory.
-    state = {
-        name: torch.empty_like(tensor, device="meta")
-        for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers())
-    }
+    state = meta_state(model)
     reached: list[tuple[str, nn.Module, tuple[int, ...] | None]] = []
 
     def before(name: str, module: nn.Module, args: tuple[object, ...]) -> None:
@@ -84,9 +92,9 @@ def _smallest_side(fits: Callable[[int], bool], start: int) -> int | None:
     """Return the smallest side >= 1 for which `fits(side)` holds, assuming it is monotone."""
     high = max(start, 1)
     while not fits(high):
-        if high >= _LARGEST_SIDE:
+        if high >= LARGEST_SIDE:
             return None
-        high = min(high * 2, _LARGEST_SIDE)
+        high = min(high * 2, LARGEST_SIDE)
     low = 0  # fits(low) is taken to be false: no image has zero pixels.
     while high - low > 1:
         middle = (low + high) // 2
@@ -124,6 +132,7 @@ def check_image_size(
     in_channels: int,
     image_size: int | Sequence[int],
     model_name: str = "model",
+    smallest: Callable[[], tuple[int, int] | None] | None = None,
 ) -> torch.Size | None:
     """Return the model's output shape for a batch of 2 images of `image_size`.
 
@@ -131,6 +140,8 @@ def check_image_size(
     the layer where the feature map vanished (or the forward pass failed), its size there and
     the smallest image size that works. Runs on the meta device, so it costs no compute.
     Returns None, with a warning, if a module has no meta-device implementation.
+    smallest: gives the image size to suggest in the error; by default the smallest size
+        `model` itself takes (a model still being built can know better).
     """
     positive_int(in_channels, "in_channels")
     size = to_pair(image_size, "image_size")
@@ -142,12 +153,12 @@ def check_image_size(
     if failure is None:
         return shape
     at = "x".join(map(str, failure.size)) or "?"
-    smallest = smallest_image_size(model, in_channels, size)
+    smallest = smallest() if smallest else smallest_image_size(model, in_channels, size)
     fix = (
         f"use images of at least {list(smallest)} (data.image_size) or a network that "
         "downsamples less"
         if smallest is not None
-        else f"no image size up to {_LARGEST_SIDE} works, so the failure is not about size"
+        else f"no image size up to {LARGEST_SIDE} works, so the failure is not about size"
     )
     raise ValueError(
         f"{model_name} cannot take image_size={list(size)} with {in_channels} channels: the "

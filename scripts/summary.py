@@ -1,0 +1,41 @@
+"""Print a network's layers: `python scripts/summary.py model=resnet18 data=cifar10`.
+
+Takes the overrides scripts/train.py takes (the config is composed from configs/train.yaml
+with Hydra's compose API) and builds only the model, on the meta device: nothing is
+trained, downloaded or written, so no run directory is made.
+"""
+
+import argparse
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from convnet.runs import register_resolvers
+from convnet.summary import draw, summarize_config, summary_table
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides, as for scripts/train.py: model=vgg16 ..."
+    )
+    parser.add_argument(
+        "--max-depth",
+        type=int,
+        default=-1,
+        help="-1: a row per layer call (default); n: one row per module at depth n "
+        "(2 gives one row per residual block)",
+    )
+    args = parser.parse_args(argv)
+    register_resolvers()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose(config_name="train", overrides=args.overrides, return_hydra_config=True)
+    choices = cfg.hydra.runtime.choices
+    summary = summarize_config(cfg, args.max_depth)
+    draw(summary_table(summary, title=f"model={choices.model} data={choices.data}"))
+
+
+if __name__ == "__main__":
+    main()
