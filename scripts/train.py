@@ -5,7 +5,8 @@ from omegaconf import DictConfig
 
 from convnet.console import config_tree, show
 from convnet.runs import register_resolvers
-from convnet.train import metric_value, train
+from convnet.sweeps.results import JobRecorder
+from convnet.train import train
 
 register_resolvers()
 
@@ -13,8 +14,10 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     show(config_tree(cfg))
-    metrics = train(cfg)
-    return metric_value(metrics, cfg.get("optimized_metric"))
+    # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is recorded
+    # and returns NaN instead of stopping the sweep.
+    recorder = JobRecorder.for_run(cfg)
+    return recorder.run(lambda: train(cfg, callbacks=[recorder]))
 
 
 if __name__ == "__main__":

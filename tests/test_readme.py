@@ -83,3 +83,14 @@ def test_printing_the_config_trains_nothing(tmp_path: Path) -> None:
     assert "_target_: convnet.models.ResNet" in output
     assert "name: mnist" in output
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if "scripts/summary.py" in c or "scripts/explain_conv.py" in c]
+)
+def test_readme_commands_that_write_nothing_run_as_written(command: str) -> None:
+    words = shlex.split(command)
+    assert words[0] == "python"
+    output = _run(words[1:], REPO)
+    assert "Traceback" not in output

@@ -1,12 +1,19 @@
-"""Training guards: stop a diverged run before it can overwrite a good checkpoint."""
+"""Training guards: stop a diverged run before it can overwrite a good checkpoint, and
+checkpoint an interrupted one before it exits."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
 
 
 class DivergenceError(RuntimeError):
@@ -81,4 +88,27 @@ class DivergenceGuard(Callback):
             f"{trainer.current_epoch}) with learning rate {lr:.4g}. The checkpoints of the last "
             "good epoch are kept. Try a lower optimizer.lr (e.g. half), a longer warm-up "
             "(scheduler.pct_start or scheduler=cosine), or check the data's mean/std."
+        )
+
+
+class CheckpointOnInterrupt(Callback):
+    """Writes last.ckpt when training is stopped by SIGTERM (cluster pre-emption, `kill`)
+    or SIGINT (Ctrl+C), so `ckpt_path=last` continues from the interrupted batch."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
+        log.warning(
+            "training interrupted at step %d (%s): saved %s; continue with ckpt_path=last",
+            trainer.global_step,
+            type(exception).__name__,
+            self.path,
         )

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from convnet.checkpoints import AtomicCheckpointIO, check_compatible, read_checkpoint
 from convnet.config import ConfigError, validate
 from convnet.data import ImageDataModule
-from convnet.guards import DivergenceGuard
+from convnet.guards import CheckpointOnInterrupt, DivergenceGuard
 from convnet.module import ImageClassifier
 from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT, newest_resumable_run
 
@@ -68,19 +72,25 @@ def precision_for(trainer_cfg: DictConfig) -> str:
     return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def build_trainer(cfg: DictConfig) -> L.Trainer:
-    """Return the Lightning Trainer with the run's callbacks and loggers."""
+def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> L.Trainer:
+    """Return the Lightning Trainer with the run's callbacks and loggers (and `extra_callbacks`)."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks += extra_callbacks
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
     return instantiate(
         cfg.trainer,
-        callbacks=[*callbacks, DivergenceGuard()],
+        callbacks=[*callbacks, DivergenceGuard(), CheckpointOnInterrupt(last_checkpoint(cfg))],
         logger=loggers or False,
         precision=precision_for(cfg.trainer),
         plugins=[AtomicCheckpointIO()],
     )
+
+
+def last_checkpoint(cfg: DictConfig) -> Path:
+    """Return where this run's last.ckpt lives."""
+    return Path(cfg.paths.output_dir) / CHECKPOINTS / LAST_CHECKPOINT
 
 
 def resume_path(cfg: DictConfig) -> str | None:
@@ -89,7 +99,7 @@ def resume_path(cfg: DictConfig) -> str | None:
     if not ckpt_path:
         return None
     if ckpt_path == LAST:
-        path = Path(cfg.paths.output_dir) / CHECKPOINTS / LAST_CHECKPOINT
+        path = last_checkpoint(cfg)
         if not path.is_file():
             # Names the runs folder and the fix.
             newest_resumable_run(Path(cfg.paths.output_dir).parent)
@@ -106,8 +116,12 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (torch.Tensor, float, int))}
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Train (and test) the run `cfg` describes; return the final metrics by name."""
+def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
+    """Train (and test) the run `cfg` describes; return the final metrics by name.
+
+    `callbacks` are added to those of `cfg.callbacks` (scripts/train.py passes the recorder
+    of <run>/result.json that sweep summaries read).
+    """
     validate(cfg)
     ckpt_path = resume_path(cfg)
     save_resolved_config(cfg)
@@ -115,13 +129,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule: ImageDataModule = instantiate(cfg.data)
     model = build_model(cfg.model)
     module = build_module(cfg, model)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, callbacks)
 
     if cfg.get("train", True):
         if ckpt_path:
             check_compatible(read_checkpoint(ckpt_path)["state_dict"], module, ckpt_path)
             log.info("resuming from %s", ckpt_path)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException as stopped:
+            # Lightning exits with status 0 on SIGTERM; a run that did not finish must not
+            # look finished to schedulers and sweeps. 143 = 128 + SIGTERM, the usual status.
+            raise SystemExit(128 + signal.SIGTERM) from stopped
     metrics = _floats(trainer.callback_metrics)
 
     if cfg.get("test", False):

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from convnet.data.augment import BatchTransform
 from convnet.data.batches import TensorBatches
-from convnet.data.splits import Split, Splits, TensorSplit
+from convnet.data.splits import Split, Splits, TensorSplit, check_fold, kfold_splits
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,12 @@ class ImageDataModule(L.LightningDataModule):
         flip: bool = False,
         num_workers: int = 0,
         seed: int = 0,
+        fold: int | None = None,
+        num_folds: int = 5,
+        fold_seed: int = 0,
     ) -> None:
         super().__init__()
+        check_fold(fold, num_folds)
         _require_positive("data.batch_size", batch_size)
         _require_positive("data.eval_batch_size", eval_batch_size or batch_size)
         _require_positive("data.in_channels", in_channels)
@@ -71,10 +75,14 @@ class ImageDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
+        # k-fold cross-validation: val is part `fold` of train+val (splits.kfold_splits).
+        # fold_seed is fixed like the source's split seed, so every run sees the same folds.
+        self.fold = fold
+        self.num_folds = num_folds
+        self.fold_seed = fold_seed
         self.transform = BatchTransform(mean, std, crop_padding, flip, image_size)
         self.splits: Splits | None = None
         self._generator: torch.Generator | None = None
-        self._generator_epoch = -1
 
     @property
     def classes(self) -> list[str]:
@@ -86,7 +94,11 @@ class ImageDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
-            self.splits = self.source.load()
+            splits = self.source.load()
+            if self.fold is not None:
+                splits = kfold_splits(splits, self.fold, self.num_folds, self.fold_seed)
+                log.info("fold %d of %d of train+val", self.fold, self.num_folds)
+            self.splits = splits
             self._check(self.splits)
 
     def _loaded(self) -> Splits:
@@ -129,7 +141,8 @@ class ImageDataModule(L.LightningDataModule):
                 shuffle=training,
                 drop_last=training and len(split) // world_size > batch_size,
                 seed=self.seed,
-                epoch=lambda: self.trainer.current_epoch if self.trainer is not None else 0,
+                epoch=self._epoch,
+                batches_done=self._batches_done if training else lambda: 0,
                 rank=rank,
                 world_size=world_size,
             )
@@ -160,16 +173,24 @@ class ImageDataModule(L.LightningDataModule):
         """Return whether the source has a test split."""
         return self._loaded().test is not None
 
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _batches_done(self) -> int:
+        """Return the number of training batches of this epoch handed out so far."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
+
     def _augment_generator(self, device: torch.device) -> torch.Generator:
-        # Reseeded from (seed, epoch) each epoch, on the batch's device: augmentation is
-        # fixed by the seed and independent of every other use of the global RNG.
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        # Seeded from (seed, epoch, batch): augmentation is fixed by the seed, independent
+        # of every other use of the global RNG, and the same after a mid-epoch resume.
+        # Lightning moves a batch to the device just before counting it as ready, so the
+        # batch's index in its epoch is the count of batches ready before it.
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-            self._generator_epoch = -1
-        if epoch != self._generator_epoch:
-            self._generator.manual_seed(self.seed * 1_000_003 + epoch)
-            self._generator_epoch = epoch
+        batch = self._batches_done()
+        self._generator.manual_seed((self.seed * 1_000_003 + self._epoch()) * 1_000_003 + batch)
         return self._generator
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

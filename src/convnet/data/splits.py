@@ -73,3 +73,47 @@ def check_val_fraction(val_fraction: float) -> float:
             "use e.g. 0.1 to hold out a tenth of the training images for validation"
         )
     return float(val_fraction)
+
+
+def check_fold(fold: int | None, num_folds: int) -> None:
+    """Raise ValueError naming the key when `fold` or `num_folds` cannot select a fold."""
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 2:
+        raise ValueError(
+            f"data.num_folds={num_folds!r} is not allowed: use an integer >= 2, e.g. 5"
+        )
+    if fold is None:
+        return
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < num_folds:
+        raise ValueError(
+            f"data.fold={fold!r} is not allowed: use an integer from 0 to {num_folds - 1} "
+            f"(data.num_folds={num_folds}), or null for the data set's own train/val split"
+        )
+
+
+def kfold_splits(splits: Splits, fold: int, num_folds: int, seed: int) -> Splits:
+    """Return `splits` with train and val replaced by fold `fold` of `num_folds`.
+
+    Train and val are pooled and cut into `num_folds` stratified parts (scikit-learn's
+    StratifiedKFold, shuffled by `seed`); val is part `fold` and train the others, so the
+    folds' val sets cover train+val exactly once. The test split is left alone.
+    """
+    check_fold(fold, num_folds)
+    if not (isinstance(splits.train, TensorSplit) and isinstance(splits.val, TensorSplit)):
+        raise ValueError(
+            f"data.fold={fold}: k-fold cross-validation needs an in-memory data set (shapes, "
+            "digits, cifar10, cifar100, mnist, fashion_mnist), not a streamed folder of "
+            "images; set data.fold=null"
+        )
+    from sklearn.model_selection import StratifiedKFold
+
+    images = torch.cat([splits.train.images, splits.val.images])
+    labels = torch.cat([splits.train.labels, splits.val.labels])
+    folds = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
+    train_index, val_index = list(folds.split(labels.numpy(), labels.numpy()))[fold]
+    train_index, val_index = torch.from_numpy(train_index), torch.from_numpy(val_index)
+    return Splits(
+        train=TensorSplit(images[train_index], labels[train_index]),
+        val=TensorSplit(images[val_index], labels[val_index]),
+        test=splits.test,
+        classes=splits.classes,
+    )

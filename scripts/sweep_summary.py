@@ -1,0 +1,34 @@
+"""Summarize a sweep: its table, summary.csv, summary.md and summary.png.
+
+python scripts/sweep_summary.py outputs/train/multiruns/<date>_<time>
+python scripts/sweep_summary.py            # the newest sweep under outputs/train/multiruns
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from convnet.sweeps.report import write_report
+from convnet.sweeps.summary import newest_sweep
+
+SWEEPS = Path("outputs/train/multiruns")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "sweep_dir",
+        nargs="?",
+        type=Path,
+        help=f"the sweep's folder (default: the newest under {SWEEPS})",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        write_report(args.sweep_dir or newest_sweep(SWEEPS))
+    except FileNotFoundError as error:
+        parser.exit(1, f"{error}\n")
+
+
+if __name__ == "__main__":
+    main()

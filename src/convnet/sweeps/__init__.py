@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps: what each run records, checks before a sweep, its summary."""

@@ -1,0 +1,129 @@
+"""Checks of a sweep before any job starts: compose its jobs' configs and build their parts.
+
+A grid is checked job by job (the first MAX_CHECKED_JOBS of them); an Optuna study by a
+few trials drawn at random from its search space, the custom part included. Each check
+composes the job's config, applies the run checks of convnet.config and builds the data
+module, the model and the optimizer, which is where a bad key or value shows up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra import compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from convnet.config import ConfigError, validate
+from convnet.train import build_model
+
+# A grid's jobs beyond this many are only checked by Hydra as they are launched.
+MAX_CHECKED_JOBS = 64
+# Trials drawn from an Optuna search space to check.
+OPTUNA_SAMPLES = 4
+# Distinct problems quoted in the error.
+MAX_PROBLEMS = 5
+
+
+class SweepConfigError(ConfigError):
+    """A sweep whose jobs cannot run; raised before any job starts."""
+
+
+def is_optuna(cfg: DictConfig) -> bool:
+    """Return whether the sweep runs with Hydra's Optuna sweeper."""
+    return "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower()
+
+
+def sweep_arguments(cfg: DictConfig) -> list[str]:
+    """Return the sweep's overrides: `hydra.sweeper.params`, then the command line's."""
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    return [f"{key}={value}" for key, value in params.items()] + list(cfg.hydra.overrides.task)
+
+
+def grid_jobs(arguments: Sequence[str]) -> list[list[str]]:
+    """Return the override list of every job of a grid, in launch order."""
+    overrides = OverridesParser.create().parse_overrides(list(arguments))
+    batches = BasicSweeper.split_arguments(overrides, max_batch_size=None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def optuna_jobs(cfg: DictConfig, arguments: Sequence[str], samples: int) -> list[list[str]]:
+    """Return the overrides of `samples` trials drawn at random from the Optuna search space,
+    built as the Optuna sweeper builds them (custom search space included)."""
+    import optuna
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    distributions, fixed = create_params_from_overrides(list(arguments))
+    distributions = {k: v for k, v in distributions.items() if k not in fixed}
+    custom = OmegaConf.select(cfg, "hydra.sweeper.custom_search_space")
+    extend = instantiate({"_target_": custom, "_partial_": True}) if custom else None
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        jobs = []
+        for _ in range(samples):
+            trial = study.ask(fixed_distributions=distributions)
+            if extend is not None:
+                extend(cfg, trial)
+            params = {**trial.params, **fixed}
+            jobs.append([f"{name}={value}" for name, value in params.items()])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return jobs
+
+
+def check_job(config_name: str, overrides: Sequence[str]) -> None:
+    """Compose one job's config and build its data module, model and optimizer; raise
+    whatever they raise."""
+    cfg = compose(config_name=config_name, overrides=list(overrides))
+    validate(cfg)
+    instantiate(cfg.data)
+    model = build_model(cfg.model)
+    instantiate(cfg.optimizer)([{"params": list(model.parameters())}])
+
+
+def check_launcher(cfg: DictConfig) -> None:
+    """Raise SweepConfigError when the SLURM launcher's counts are not numbers it can ask
+    for (they come from trainer.devices, which may be -1 or auto for a local run)."""
+    launcher = cfg.hydra.launcher
+    if "tasks_per_node" not in launcher:
+        return
+    for key, least in (("tasks_per_node", 1), ("gpus_per_node", 0), ("nodes", 1)):
+        value = OmegaConf.select(launcher, key)
+        if value is not None and not (isinstance(value, int) and value >= least):
+            raise SweepConfigError(
+                f"hydra.launcher.{key}={value!r} is not allowed: SLURM needs an integer >= "
+                f"{least}. It follows trainer.devices (and trainer.num_nodes): give the GPUs "
+                "per node as a number, e.g. trainer.devices=4; nothing was launched."
+            )
+
+
+def check_sweep(cfg: DictConfig) -> int:
+    """Return how many jobs were checked; raise SweepConfigError naming the problems when
+    any checked job cannot run. Needs an initialized Hydra (as in a Hydra callback)."""
+    check_launcher(cfg)
+    arguments = sweep_arguments(cfg)
+    if is_optuna(cfg):
+        jobs = optuna_jobs(cfg, arguments, OPTUNA_SAMPLES)
+    else:
+        jobs = grid_jobs(arguments)[:MAX_CHECKED_JOBS]
+    problems: dict[str, str] = {}  # error -> the first job with it
+    failed = 0
+    for overrides in jobs:
+        try:
+            check_job(cfg.hydra.job.config_name, overrides)
+        except Exception as error:
+            failed += 1
+            problems.setdefault(str(error).strip(), " ".join(overrides))
+    if problems:
+        listed = list(problems.items())[:MAX_PROBLEMS]
+        details = "\n".join(f"- job `{job}`:\n    {error}" for error, job in listed)
+        raise SweepConfigError(
+            f"the sweep cannot run; nothing was launched. {failed} of {len(jobs)} checked "
+            f"jobs fail:\n{details}\nFix the swept keys and values on the "
+            "command line or in hydra.sweeper.params (configs/hparams_search/)."
+        )
+    return len(jobs)
