@@ -22,7 +22,7 @@ RUN = [
     "trainer.max_epochs=3",
     "test=false",
     "callbacks.rich_progress_bar=null",
-    "callbacks.rich_model_summary=null",
+    "callbacks.layer_summary=null",
 ]
 STEPS_PER_EPOCH = 4096 // 16
 

@@ -1,0 +1,148 @@
+"""Benchmarks of whole training runs, side by side in one process (scripts/benchmark.py).
+
+Each benchmark is a function in BENCHMARKS returning a rich table. Arms of a benchmark
+are interleaved (A, B, A, B, ...) so that a machine that is busier in one period than
+another weighs on both.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from rich.table import Table
+
+from convnet.runs import register_resolvers
+from convnet.train import train
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+# The callbacks of configs/callbacks/default.yaml that draw for TensorBoard.
+VISUAL_CALLBACKS = (
+    "filters",
+    "feature_maps",
+    "filter_response",
+    "gradcam",
+    "mistakes",
+    "histograms",
+    "embeddings",
+    "hparams",
+)
+# Display only, and the same in every arm: left out so the log stays readable.
+QUIET = ("callbacks.rich_progress_bar=null",)
+
+
+def compose_run(overrides: Sequence[str], output_dir: Path) -> DictConfig:
+    """Return the train config scripts/train.py would run with `overrides`, in output_dir."""
+    register_resolvers()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose(
+            config_name="train",
+            return_hydra_config=True,
+            overrides=[f"hydra.run.dir={output_dir}", *overrides],
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(Path.cwd())
+        cfg.hydra.job.num = 0
+        cfg.paths.output_dir = str(output_dir)
+    # ${hydra:...} interpolations (run directory, config choices) read this.
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+class FitTimer(L.Callback):
+    """Measures the fit (not data loading or testing) and what each callback spent."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.callback_seconds: dict[str, float] = {}
+        self._start = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds = time.perf_counter() - self._start
+        for callback in trainer.callbacks:
+            if isinstance(getattr(callback, "seconds", None), float) and callback is not self:
+                self.callback_seconds[type(callback).__name__] = callback.seconds
+
+
+@dataclass
+class Arm:
+    """One configuration of a benchmark and the fit times of its runs."""
+
+    name: str
+    overrides: list[str]
+    seconds: list[float] = field(default_factory=list)
+    callback_seconds: list[dict[str, float]] = field(default_factory=list)
+
+    def median(self) -> float:
+        """Return the median fit time in seconds."""
+        return statistics.median(self.seconds)
+
+
+def run_arms(arms: Sequence[Arm], repeats: int, output_dir: Path) -> None:
+    """Fit every arm `repeats` times, interleaved, recording times in the arms."""
+    for repeat in range(repeats):
+        for arm in arms:
+            cfg = compose_run([*arm.overrides, "test=false"], output_dir / f"{arm.name}-{repeat}")
+            timer = FitTimer()
+            train(cfg, callbacks=[timer])
+            arm.seconds.append(timer.seconds)
+            arm.callback_seconds.append(timer.callback_seconds)
+            log.info("%s run %d: fit %.1f s", arm.name, repeat + 1, timer.seconds)
+
+
+def callbacks_overhead(
+    repeats: int = 1, overrides: Sequence[str] = (), output_dir: Path | None = None
+) -> Table:
+    """Return a table of the default run's fit time with and without the TensorBoard
+    picture callbacks, their ratio, and the time each picture callback spent."""
+    output_dir = output_dir or _output_dir("callbacks")
+    without = [f"callbacks.{name}=null" for name in VISUAL_CALLBACKS]
+    arms = [
+        Arm("without", [*QUIET, *overrides, *without]),
+        Arm("with", [*QUIET, *overrides]),
+    ]
+    run_arms(arms, repeats, output_dir)
+    base, visual = arms
+    table = Table(title=f"callbacks overhead: {' '.join(overrides) or 'default run'}")
+    table.add_column("arm")
+    table.add_column("fit seconds (each run)", justify="right")
+    table.add_column("median", justify="right")
+    table.add_column("ratio", justify="right")
+    for arm in arms:
+        runs = ", ".join(f"{s:.1f}" for s in arm.seconds)
+        ratio = arm.median() / base.median()
+        table.add_row(arm.name, runs, f"{arm.median():.1f}", f"{ratio:.3f}")
+    spent = {name: statistics.median(run.get(name, 0.0) for run in visual.callback_seconds)
+             for name in visual.callback_seconds[0]}  # fmt: skip
+    for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        table.add_row(f"  {name}", f"{seconds:.2f}", "", f"{seconds / base.median():.3f}")
+    total = sum(spent.values())
+    table.add_row("  all pictures", f"{total:.2f}", "", f"{total / base.median():.3f}")
+    return table
+
+
+def _output_dir(name: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return REPO / "outputs" / "benchmark" / f"{stamp}_{name}"
+
+
+BENCHMARKS: dict[str, Callable[..., Table]] = {"callbacks": callbacks_overhead}

@@ -1,0 +1,86 @@
+"""The TensorBoard pictures of a checkpoint, written as PNG files (scripts/visualize.py)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig
+
+from convnet.callbacks.base import PictureCallback, PictureContext
+from convnet.callbacks.mistakes import Mistakes
+from convnet.callbacks.render import save_png
+from convnet.callbacks.state import left_as_found
+from convnet.checkpoints import check_compatible
+from convnet.config import ConfigError
+from convnet.console import per_class_table, show
+from convnet.evaluate import load_checkpoint, run_config
+from convnet.train import build_model, build_module
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(device: str) -> torch.device:
+    """Return the device `device` names ("auto": CUDA when there, else the CPU)."""
+    if device not in DEVICES:
+        raise ConfigError(f"device={device!r} is not allowed: use one of {', '.join(DEVICES)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available: use device=cpu")
+    return torch.device(device)
+
+
+def picture_callbacks(callbacks_cfg: DictConfig | None) -> dict[str, PictureCallback]:
+    """Return the picture callbacks of a callbacks config by key (others are skipped)."""
+    chosen = {}
+    for key, node in (callbacks_cfg or {}).items():
+        if node and issubclass(get_class(node._target_), PictureCallback):
+            chosen[key] = instantiate(node)
+    if not chosen:
+        raise ConfigError(
+            "no picture callback in `callbacks`: use callbacks=pictures (the default) or "
+            "name at least one, e.g. +callbacks.filters._target_=convnet.callbacks.FilterImages"
+        )
+    return chosen
+
+
+def png_path(folder: Path, tag: str) -> Path:
+    """Return the PNG file of a TensorBoard tag: `filters/features.0` -> filters/features.0.png."""
+    *folders, name = tag.split("/")
+    return folder.joinpath(*folders, f"{name}.png")
+
+
+def visualize(cfg: DictConfig) -> list[Path]:
+    """Write the pictures of `cfg.ckpt_path` as PNG files into `cfg.output_dir`; return them.
+
+    The model and data are rebuilt from the config stored in the checkpoint (`data.*`
+    keys of cfg override its data); `cfg.image` replaces the fixed validation images.
+    """
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    run = run_config(checkpoint, cfg.get("data"))
+    datamodule = instantiate(run.data)
+    datamodule.setup("fit")
+    module = build_module(run, build_model(run.model))
+    check_compatible(checkpoint["state_dict"], module, cfg.ckpt_path)
+    module.load_state_dict(checkpoint["state_dict"])
+    device = pick_device(cfg.get("device", "auto"))
+    network = module.model.to(device)
+    image = Path(cfg.image) if cfg.get("image") else None
+    context = PictureContext(network, datamodule, device, image=image)
+    folder = Path(cfg.output_dir)
+    written = []
+    for key, callback in picture_callbacks(cfg.get("callbacks")).items():
+        with left_as_found(network):
+            pictures = callback.pictures(context)
+        written += [save_png(picture, png_path(folder, tag)) for tag, picture in pictures.items()]
+        log.info("%s: %d pictures", key, len(pictures))
+        if isinstance(callback, Mistakes) and callback.accuracy is not None:
+            title = "validation accuracy per class"
+            show(per_class_table(title, datamodule.classes, callback.accuracy.tolist()))
+    log.info("%d pictures written to %s", len(written), folder)
+    return written

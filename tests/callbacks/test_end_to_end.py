@@ -1,0 +1,122 @@
+"""Whole runs with `callbacks=default`: what TensorBoard reads back, the same weights as
+without the pictures, and scripts/visualize.py's PNG files."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from convnet.benchmarks import VISUAL_CALLBACKS
+from convnet.train import train
+from convnet.visualize import visualize
+from tests.callbacks.conftest import read_events
+from tests.compose import TINY_SHAPES, compose_config
+
+pytestmark = pytest.mark.slow
+
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.layer_summary=null"]
+# 4 steps per epoch: filters and mistakes every epoch, the others every 2 or 4 and after
+# the last (configs/callbacks/pictures.yaml).
+RUN = [
+    *TINY_SHAPES,
+    *QUIET,
+    "data.source.num_train=256",
+    "data.source.num_val=100",
+    "data.eval_batch_size=100",
+    "callbacks.filter_response.steps=4",
+    "trainer.max_epochs=2",
+    "test=false",
+]
+STAGES = ["features.2", "features.6", "features.10"]  # the small VGG's pre-pool ReLUs
+IMAGES = {
+    **{f"filters/{name}": [0, 4, 8] for name in ["features.0", "features.4", "features.8"]},
+    **{f"feature_maps/{name}": [0, 8] for name in STAGES},
+    **{f"filter_response/{name}": [0, 8] for name in STAGES[1:]},
+    "gradcam/features.10": [0, 8],
+    "mistakes/confusion_matrix": [4, 8],
+    "mistakes/misclassified": [4, 8],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Train the same seeded run with and without the picture callbacks."""
+    root = tmp_path_factory.mktemp("runs")
+    without = [f"callbacks.{name}=null" for name in VISUAL_CALLBACKS]
+    for name, extra in [("with", []), ("without", without)]:
+        train(compose_config("train", [*RUN, *extra], root, output_dir=root / name))
+    return {"with": root / "with", "without": root / "without"}
+
+
+def test_the_pictures_do_not_change_the_trained_weights(runs) -> None:
+    a = torch.load(runs["with"] / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(runs["without"] / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_tensorboard_reads_back_every_picture_at_its_steps(runs) -> None:
+    events = read_events(runs["with"] / "tensorboard")
+    assert set(events.Tags()["images"]) == set(IMAGES)
+    for tag, steps in IMAGES.items():
+        assert [image.step for image in events.Images(tag)] == steps, tag
+    # 32 first-layer filters, 8 per row of 24-pixel tiles, under a two-line caption.
+    first = events.Images("filters/features.0")[0]
+    assert (first.width, first.height) == (320, 2 * 12 + 2 + 4 * (24 + 2))
+    # A row per class: the image and its 8 strongest channels, 48 pixels and a label each.
+    maps = events.Images("feature_maps/features.6")[0]
+    assert maps.width == 2 + 9 * (48 + 2) and maps.height > 10 * (48 + 12 + 2)
+
+
+def test_histograms_class_accuracy_and_hparams_are_logged(runs) -> None:
+    events = read_events(runs["with"] / "tensorboard")
+    layers = ["features.0", "features.4", "features.8", "classifier.0"]
+    expected = {f"{kind}/{layer}" for kind in ("weights", "gradients") for layer in layers}
+    assert set(events.Tags()["histograms"]) == expected
+    assert [h.step for h in events.Histograms("gradients/features.0")] == [0]
+    assert events.Histograms("weights/features.0")[0].histogram_value.num == 32 * 3 * 3 * 3
+    # Logged with val/acc, at Lightning's step for epoch-end validation metrics.
+    steps = [e.step for e in events.Scalars("val_class_acc/circle")]
+    assert steps == [e.step for e in events.Scalars("val/acc")] and len(steps) == 2
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["model"].string_value == "small"
+    assert hparams["lr"].number_value == pytest.approx(0.2)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    metrics = [info.name.tag for info in experiment.experiment.metric_infos]
+    assert "val/acc_best" in metrics
+
+
+def test_the_projector_gets_features_sprites_and_labels(runs) -> None:
+    board = runs["with"] / "tensorboard"
+    config = (board / "projector_config.pbtxt").read_text()
+    assert 'tensor_name: "embeddings:00008"' in config and "sprite.png" in config
+    folder = board / "00008" / "embeddings"
+    metadata = (folder / "metadata.tsv").read_text().splitlines()
+    # 20 per class, but the 100 validation images hold fewer of some classes.
+    rows = len((folder / "tensors.tsv").read_text().splitlines())
+    assert metadata[0] == "class\tpredicted" and len(metadata) == 1 + rows
+    assert {line.split("\t")[0] for line in metadata[1:]} >= {"circle", "crescent"}
+    side = math.ceil(math.sqrt(rows)) * 32
+    assert Image.open(folder / "sprite.png").size == (side, side)
+
+
+def test_visualize_writes_the_same_pictures_as_png(runs, tmp_path) -> None:
+    checkpoint = runs["with"] / "checkpoints/last.ckpt"
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(image)
+    cfg = compose_config(
+        "visualize",
+        [f"ckpt_path={checkpoint}", f"image={image}", "callbacks.filter_response.steps=2"],
+        tmp_path,
+    )
+    written = visualize(cfg)
+    folder = Path(cfg.output_dir)
+    assert {p.relative_to(folder).with_suffix("").as_posix() for p in written} == set(IMAGES)
+    maps = Image.open(folder / "feature_maps" / "features.6.png")
+    assert maps.height < 2 * (48 + 12 + 2) + 60  # one row: the given image
