@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -123,8 +124,16 @@ class PictureCallback(Callback):
             return
         start = time.perf_counter()
         context = self.context(trainer, pl_module)
-        with left_as_found(context.network):
-            self.write(writers, context, trainer.global_step)
+        network = context.network
+        if trainer.world_size > 1:
+            # DDP's gradient hooks sit on the shared parameters: a backward pass on rank
+            # zero alone would wait for the other ranks. Draw with a copy that has none.
+            context.network = copy.deepcopy(network)
+        try:
+            with left_as_found(context.network):
+                self.write(writers, context, trainer.global_step)
+        finally:
+            context.network = network
         self.seconds += time.perf_counter() - start
 
     def write(self, writers: list[SummaryWriter], context: PictureContext, step: int) -> None:
