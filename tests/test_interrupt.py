@@ -21,8 +21,8 @@ RUN = [
     "data.batch_size=16",
     "trainer.max_epochs=3",
     "test=false",
+    "callbacks=minimal",
     "callbacks.rich_progress_bar=null",
-    "callbacks.layer_summary=null",
 ]
 STEPS_PER_EPOCH = 4096 // 16
 

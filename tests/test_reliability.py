@@ -16,7 +16,7 @@ from convnet.guards import DivergenceError
 from convnet.models import VGG
 from convnet.train import train
 
-QUIET = ["callbacks.rich_progress_bar=null", "callbacks.layer_summary=null"]
+QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
 
 
 def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(

@@ -13,7 +13,7 @@ from tests.compose import compose_config
 
 pytestmark = pytest.mark.slow
 
-QUIET = ["callbacks.rich_progress_bar=null", "callbacks.layer_summary=null"]
+QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
 SMALL_RUN = ["data.source.num_train=2000", "trainer.max_epochs=3", *QUIET]
 # The smallest shapes run that reliably learns: ~940 steps, ~20 s on 2 CPU cores.
 LEARNING_RUN = [
@@ -90,7 +90,7 @@ def test_resuming_continues_the_same_run_to_the_same_weights(train_config, tmp_p
     [("vgg16", ["data.batch_size=16"]), ("resnet18", ["model.width_multiplier=0.125"])],
 )
 def test_the_large_models_compose_and_train(model, shrink, train_config) -> None:
-    cfg = train_config(f"model={model}", "debug=fast", "test=false", *shrink)
+    cfg = train_config(f"model={model}", "debug=fast", "test=false", *QUIET, *shrink)
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
 
