@@ -13,7 +13,7 @@ from tests.compose import compose_config
 
 pytestmark = pytest.mark.slow
 
-QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.layer_summary=null"]
 SMALL_RUN = ["data.source.num_train=2000", "trainer.max_epochs=3", *QUIET]
 # The smallest shapes run that reliably learns: ~940 steps, ~20 s on 2 CPU cores.
 LEARNING_RUN = [
