@@ -55,6 +55,7 @@ def fake_trainer(tmp_path: Path, shapes_data: ImageDataModule):
         trainer = SimpleNamespace(
             loggers=[logger],
             is_global_zero=True,
+            world_size=1,
             global_step=step,
             current_epoch=epoch,
             max_epochs=max_epochs,

@@ -1,15 +1,17 @@
 """Whole runs with `callbacks=default`: what TensorBoard reads back, the same weights as
 without the pictures, and scripts/visualize.py's PNG files."""
 
+import io
 import math
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from convnet.benchmarks import VISUAL_CALLBACKS
+from convnet.benchmarks import VISUAL_CALLBACKS, callbacks_overhead
 from convnet.train import train
 from convnet.visualize import visualize
 from tests.callbacks.conftest import read_events
@@ -120,3 +122,15 @@ def test_visualize_writes_the_same_pictures_as_png(runs, tmp_path) -> None:
     assert {p.relative_to(folder).with_suffix("").as_posix() for p in written} == set(IMAGES)
     maps = Image.open(folder / "feature_maps" / "features.6.png")
     assert maps.height < 2 * (48 + 12 + 2) + 60  # one row: the given image
+
+
+def test_the_benchmark_times_both_arms_and_each_callback(tmp_path) -> None:
+    tiny = [o for o in RUN if o != "test=false"]
+    table = callbacks_overhead(
+        repeats=1, overrides=[*tiny, "trainer.max_epochs=1"], output_dir=tmp_path
+    )
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(table)
+    text = console.export_text()
+    assert "without" in text and "FilterResponse" in text and "all pictures" in text
+    assert {p.name for p in tmp_path.iterdir()} == {"without-0", "with-0"}

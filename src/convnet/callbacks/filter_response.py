@@ -91,7 +91,7 @@ def filter_response_picture(
     caption = (
         f"{layer}: inputs that maximise each channel's mean activation ({steps} steps of "
         "gradient ascent with jitter, decay and blur, within the range of real images); "
-        "shown as images, the data's normalisation undone"
+        "shown as images, the data's normalisation undone; a flat tile: nothing excited it"
     )
     labels = [f"ch {c}" for c in channels]
     return image_grid(label_tiles(tiles, labels), nrow=8, scale=None, caption=caption)
