@@ -15,16 +15,16 @@ from tests.compose import REPO
 pytestmark = pytest.mark.slow
 
 RUN = [
-    "data.source.num_train=4096",
+    "data.source.num_train=2048",
     "data.source.num_val=256",
     "data.source.num_test=0",
     "data.batch_size=16",
-    "trainer.max_epochs=3",
+    "trainer.max_epochs=2",
     "test=false",
     "callbacks=minimal",
     "callbacks.rich_progress_bar=null",
 ]
-STEPS_PER_EPOCH = 4096 // 16
+STEPS_PER_EPOCH = 2048 // 16
 
 
 def _train(root: Path, *extra: str) -> subprocess.Popen:
@@ -50,19 +50,19 @@ def test_sigterm_mid_epoch_saves_and_resume_gives_the_uninterrupted_weights(
     deadline = time.time() + 600
     while not list(runs.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
         time.sleep(0.2)
-    time.sleep(1.0)  # into epoch 1
+    time.sleep(0.5)  # into epoch 1
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=600)[0].decode()
     assert process.returncode == 143  # 128 + SIGTERM: the run did not finish
     assert "saved" in output and "ckpt_path=last" in output
     step = torch.load(_last(interrupted), weights_only=True)["global_step"]
-    assert STEPS_PER_EPOCH < step < 3 * STEPS_PER_EPOCH
+    assert STEPS_PER_EPOCH < step < 2 * STEPS_PER_EPOCH
 
     resumed = _train(interrupted, "ckpt_path=last")
     assert resumed.wait(timeout=600) == 0
     assert reference.wait(timeout=600) == 0
     a = torch.load(_last(straight), weights_only=True)
     b = torch.load(_last(interrupted), weights_only=True)
-    assert a["global_step"] == b["global_step"] == 3 * STEPS_PER_EPOCH
+    assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
     for key, value in a["state_dict"].items():
         assert torch.equal(b["state_dict"][key], value), key
