@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from convnet.evaluate import evaluate
@@ -110,3 +113,58 @@ def test_digits_train_and_test(tmp_path: Path) -> None:
     )
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.8
+
+
+class InterruptAtStep(Callback):
+    """Stops fit after `step` optimizer steps as SIGTERM would (pre-emption, `kill`)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise SIGTERMException
+
+
+def _image_folder(root: Path, classes: int = 3, per_class: int = 16) -> Path:
+    """Write root/{train,val}/<class>/*.png of random 8x8 RGB pixels, seeded."""
+    rng = np.random.default_rng(0)
+    for split, count in [("train", per_class), ("val", per_class // 4)]:
+        for label in range(classes):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_streamed_folder_data_resumes_mid_epoch_to_the_same_weights(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "images")
+    run = [
+        "data=imagefolder",
+        f"data.source.root={root}",
+        "data.num_classes=3",
+        "data.image_size=[16,16]",
+        "data.batch_size=8",  # 6 batches per epoch
+        "data.num_workers=1",
+        "trainer.max_epochs=2",
+        "test=false",
+        "callbacks=minimal",
+        "callbacks.rich_progress_bar=null",
+    ]
+    config = lambda *extra, output_dir: compose_config(  # noqa: E731
+        "train", [*run, *extra], tmp_path, output_dir=output_dir
+    )
+    train(config(output_dir=tmp_path / "straight"))
+    interrupt = [f"+callbacks.stop._target_={__name__}.InterruptAtStep", "+callbacks.stop.step=8"]
+    with pytest.raises(SystemExit):  # in epoch 1, after its second batch
+        train(config(*interrupt, output_dir=tmp_path / "resumed"))
+    stopped = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
+    assert stopped["global_step"] == 8
+    train(config("ckpt_path=last", output_dir=tmp_path / "resumed"))
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 12
+    for key, value in a["state_dict"].items():
+        assert torch.equal(b["state_dict"][key], value), key

@@ -67,3 +67,49 @@ def test_images_are_resized_to_the_configured_size() -> None:
     out = transform(constant, training=False)
     assert out.shape == (2, 1, 16, 16)
     torch.testing.assert_close(out, torch.ones_like(out))
+
+
+def _window_counts(crops: torch.Tensor, image: torch.Tensor, padding: int) -> torch.Tensor:
+    """Return how often each window of the zero-padded `image` (H, W) is among `crops`
+    (N, H, W), counted per window in row-major order."""
+    height, width = image.shape
+    padded = torch.nn.functional.pad(image, (padding,) * 4)
+    side = 2 * padding + 1
+    windows = torch.stack(
+        [padded[dy : dy + height, dx : dx + width] for dy in range(side) for dx in range(side)]
+    )  # (side*side, H, W)
+    matches = (crops[:, None] == windows[None]).flatten(2).all(dim=2)  # (N, side*side)
+    assert torch.equal(matches.sum(dim=1), torch.ones(len(crops), dtype=torch.long))
+    return matches.sum(dim=0)
+
+
+def test_crop_offsets_and_flip_rate_match_torchvision_in_distribution() -> None:
+    from torchvision.transforms import v2
+
+    size, padding, n = 8, 2, 4000
+    # Every pixel different from the others and from the zero padding, so each crop
+    # shows exactly one window.
+    ramp = (torch.arange(size * size) + 1).view(size, size).to(torch.uint8)
+    images = ramp.expand(n, 1, size, size).contiguous()
+
+    ours = random_crop(images, padding, torch.Generator().manual_seed(0))[:, 0]
+    torch.manual_seed(0)
+    crop = v2.RandomCrop(size, padding=padding)
+    theirs = torch.stack([crop(image) for image in images])[:, 0]
+    uniform = torch.full(((2 * padding + 1) ** 2,), 1 / (2 * padding + 1) ** 2)
+    ours_frequency = _window_counts(ours, ramp, padding) / n
+    theirs_frequency = _window_counts(theirs, ramp, padding) / n
+    # Both uniform over the 25 windows (offsets within the padding): each frequency within
+    # ~4 standard errors of 1/25, and the two within a small total-variation distance.
+    assert torch.allclose(ours_frequency, uniform, atol=0.012)
+    assert torch.allclose(theirs_frequency, uniform, atol=0.012)
+    assert (ours_frequency - theirs_frequency).abs().sum() / 2 < 0.06
+
+    mirrored = ramp.flip(1)
+    ours_rate = random_flip(images, torch.Generator().manual_seed(0))[:, 0] == mirrored
+    ours_rate = ours_rate.flatten(1).all(dim=1).float().mean()
+    flip = v2.RandomHorizontalFlip(p=0.5)
+    theirs_rate = torch.stack([flip(image)[0] for image in images]) == mirrored
+    theirs_rate = theirs_rate.flatten(1).all(dim=1).float().mean()
+    assert abs(ours_rate - 0.5) < 0.03
+    assert abs(theirs_rate - 0.5) < 0.03

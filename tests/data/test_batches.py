@@ -1,9 +1,14 @@
 """Index batches over an in-memory split."""
 
-import torch
+from types import SimpleNamespace
 
-from convnet.data.batches import TensorBatches
-from convnet.data.splits import TensorSplit
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from convnet.data import ImageDataModule
+from convnet.data.batches import EpochBatchSampler, ResumableLoader, TensorBatches
+from convnet.data.splits import Splits, TensorSplit
 
 
 def _split(n: int) -> TensorSplit:
@@ -50,3 +55,67 @@ def test_ranks_get_disjoint_equal_shards() -> None:
     assert all(len(shard) == 25 for shard in shards)
     together = [label for shard in shards for label in shard]
     assert len(set(together)) == 100
+
+
+class _Images(Dataset):
+    """The images of a TensorSplit one at a time, as a streamed source gives them."""
+
+    def __init__(self, split: TensorSplit) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.split.images[index], int(self.split.labels[index])
+
+
+@pytest.mark.parametrize(("rank", "world_size"), [(0, 1), (1, 3)])
+def test_streamed_batches_come_in_the_order_of_the_in_memory_batches(rank, world_size) -> None:
+    split, order = _split(90), {"shuffle": True, "drop_last": True, "seed": 5, "rank": rank}
+    order |= {"world_size": world_size, "epoch": lambda: 2}
+    in_memory = TensorBatches(split, 8, **order)
+    loader = DataLoader(_Images(split), batch_sampler=EpochBatchSampler(90, 8, **order))
+    streamed = ResumableLoader(loader)
+    assert len(streamed) == len(in_memory) == 90 // world_size // 8
+    for (images, labels), (their_images, their_labels) in zip(in_memory, streamed, strict=True):
+        assert torch.equal(labels, their_labels)
+        assert torch.equal(images, their_images)
+
+
+def test_a_pass_starts_at_the_batches_already_done() -> None:
+    done = {"value": 0}
+    batches = TensorBatches(_split(40), 8, shuffle=True, batches_done=lambda: done["value"])
+    whole = _labels(batches)
+    done["value"] = 3
+    assert _labels(batches) == whole[3 * 8 :]
+
+
+class _Trainer:
+    """What the data module reads of a Trainer, on a device of the test's choosing."""
+
+    def __init__(self, device: str) -> None:
+        self.strategy = SimpleNamespace(root_device=torch.device(device))
+        self.global_rank, self.world_size, self.current_epoch, self.training = 0, 1, 0, True
+        progress = SimpleNamespace(current=SimpleNamespace(ready=0))
+        self.fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
+
+
+class _Source:
+    def prepare(self) -> None:
+        pass
+
+    def load(self) -> Splits:
+        split = _split(64)
+        return Splits(train=split, val=split, test=None, classes=[str(i) for i in range(64)])
+
+
+def test_in_memory_splits_are_copied_to_the_training_device_once() -> None:
+    module = ImageDataModule(_Source(), 1, 64, [2, 2], mean=[0.5], std=[0.5], batch_size=16)
+    module.trainer = _Trainer("meta")  # a device other than the CPU, that runs anywhere
+    first = module.train_dataloader()
+    images, labels = next(iter(first))
+    assert images.device.type == labels.device.type == "meta"
+    assert images.shape == (16, 1, 2, 2)
+    assert module.train_dataloader().split is first.split  # not copied again
+    assert module._loaded().train.images.device.type == "cpu"  # the CPU copy stays
