@@ -118,3 +118,23 @@ def test_warmup_cosine_rises_linearly_then_decays_to_the_floor() -> None:
     assert lrs[10] == pytest.approx(1.0)
     assert lrs[60] == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-6)  # halfway through the cosine
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_test_time_flip_scores_the_mean_logits_of_image_and_mirror() -> None:
+    images = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    plain, flipped = _classifier().eval(), _classifier(test_time_flip=True).eval()
+    with torch.no_grad():
+        expected = (plain.model(images) + plain.model(torch.flip(images, dims=[3]))) / 2
+        assert torch.allclose(flipped.evaluation_logits(images), expected, atol=1e-6)
+        assert torch.equal(plain.evaluation_logits(images), plain.model(images))
+        assert not torch.allclose(plain.evaluation_logits(images), expected)
+
+
+@pytest.mark.parametrize(("fused", "expected"), [(None, True), (False, False), (True, True)])
+def test_the_optimizer_is_fused_unless_the_config_says_otherwise(fused, expected) -> None:
+    module = _classifier()
+    module.optimizer_factory = functools.partial(torch.optim.SGD, lr=0.1, fused=fused)
+    assert bool(module._build_optimizer().defaults["fused"]) is expected
+    # An optimizer without a fused kernel is built as it is.
+    module.optimizer_factory = functools.partial(torch.optim.RMSprop, lr=0.1)
+    assert isinstance(module._build_optimizer(), torch.optim.RMSprop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +32,8 @@ class ImageClassifier(L.LightningModule):
         scheduler: builds the LR schedule from (optimizer, total_steps), or None.
         num_classes: number of classes; top-5 accuracy is logged when above 5.
         label_smoothing: cross-entropy label smoothing, in [0, 1).
+        test_time_flip: evaluate (validation, test) on the mean of the logits of each image
+            and its mirror image, the usual test-time augmentation of CIFAR speed-runs.
         exclude_norm_and_bias_from_weight_decay: no weight decay on 1-D parameters
             (norm scales and shifts, biases), as is usual for CNNs.
         config: the resolved run config, stored in every checkpoint.
@@ -43,6 +46,7 @@ class ImageClassifier(L.LightningModule):
         scheduler: SchedulerFactory | None,
         num_classes: int,
         label_smoothing: float = 0.0,
+        test_time_flip: bool = False,
         exclude_norm_and_bias_from_weight_decay: bool = True,
         config: dict[str, Any] | None = None,
     ) -> None:
@@ -55,9 +59,14 @@ class ImageClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.config = config
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
-        self.train_acc, self.val_acc, self.test_acc = (
-            MulticlassAccuracy(num_classes, average="micro") for _ in range(3)
+        # The training metrics never read a value back to the host, so a step never waits
+        # for the device: no NaN check (DivergenceGuard watches the loss) and no check of
+        # the labels (the data module made them).
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_acc, self.test_acc = (
+            MulticlassAccuracy(num_classes, average="micro") for _ in range(2)
         )
         top5 = num_classes > 5
         self.val_acc_top5 = (
@@ -68,7 +77,7 @@ class ImageClassifier(L.LightningModule):
         )
         self.val_acc_best = MaxMetric()
         # Summed over DDP ranks at epoch end: the number of images one epoch trained on.
-        self.train_samples = SumMetric()
+        self.train_samples = SumMetric(nan_strategy="disable")
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -89,15 +98,24 @@ class ImageClassifier(L.LightningModule):
         # Metrics accumulate on the device; logging with on_epoch syncs once per epoch.
         self.train_loss(loss.detach())
         self.train_acc(logits.detach(), labels)
-        self.train_samples(torch.tensor(labels.shape[0], device=labels.device))
+        # Made on the device: a tensor copied from the host would wait for the device.
+        self.train_samples(labels.new_full((), labels.shape[0]))
         self.log("train/samples", self.train_samples, on_step=False, on_epoch=True)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
+    def evaluation_logits(self, images: Tensor) -> Tensor:
+        """Return the logits validation and test score: of the images, or with
+        test_time_flip the mean of those of the images and their mirror images."""
+        logits = self(images)
+        if self.hparams.test_time_flip:
+            logits = (logits + self(images.flip(3))) / 2
+        return logits
+
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         images, labels = batch
-        logits = self(images)
+        logits = self.evaluation_logits(images)
         loss = self.criterion(logits, labels)
         loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
         loss_metric(loss)
@@ -134,8 +152,29 @@ class ImageClassifier(L.LightningModule):
             {"params": no_decay, "weight_decay": 0.0, "name": "norm_and_bias"},
         ]
 
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Optimizer) -> None:
+        # Freed, not zero-filled: no memset kernel, and the next backward writes fresh.
+        optimizer.zero_grad(set_to_none=True)
+
+    def _build_optimizer(self) -> Optimizer:
+        """Return the optimizer, fused (one kernel for all parameters) where torch has it.
+
+        `optimizer.fused: null` (the default) means fused when torch has a fused kernel for
+        the optimizer and device: on 2 CPU cores SGD's step on resnet20 takes 4 ms fused
+        against 12 ms with foreach kernels. true or false force it.
+        """
+        factory, groups = self.optimizer_factory, self._parameter_groups()
+        target = getattr(factory, "func", factory)
+        chosen = getattr(factory, "keywords", {}).get("fused")
+        if chosen is not None or "fused" not in inspect.signature(target).parameters:
+            return factory(groups)
+        try:
+            return factory(groups, fused=True)
+        except RuntimeError:  # no fused kernel for these parameters' device or dtype
+            return factory(groups, fused=None)
+
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.optimizer_factory(self._parameter_groups())
+        optimizer = self._build_optimizer()
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         total_steps = int(self.trainer.estimated_stepping_batches)
