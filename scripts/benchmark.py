@@ -1,34 +1,86 @@
-"""Benchmarks of whole training runs, each arm interleaved with the others in one process.
+"""Training throughput: convnet against a hand-written PyTorch loop and the model alone.
 
-python scripts/benchmark.py --callbacks                  # default run, with/without pictures
-python scripts/benchmark.py --callbacks --repeats 2 model=resnet20 trainer.max_epochs=2
+python scripts/benchmark.py model=resnet20 data.batch_size=128   # (a), (b), (c); b/c, b/a
+python scripts/benchmark.py --sweep --batch-sizes 64,128,256 --image-sizes 32,64 model=vgg11
+python scripts/benchmark.py --callbacks                           # pictures' cost, whole runs
+Overrides are those of scripts/train.py.
 """
 
 import argparse
 import logging
 
-from convnet.benchmarks import BENCHMARKS
+from convnet.benchmarks import callbacks_overhead, ratio_lines, sweep, throughput, throughput_table
 from convnet.console import show
+from convnet.throughput import ARMS
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers, e.g. 64,128,256")
+    return sizes
+
+
+def _arms(text: str) -> list[str]:
+    arms = [{"a": "plain", "b": "convnet", "c": "model"}.get(a, a) for a in text.split(",")]
+    if any(arm not in ARMS for arm in arms):
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from a, b, c ({', '.join(ARMS)})")
+    return arms
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--sweep", action="store_true", help="over --batch-sizes x --image-sizes")
+    mode.add_argument(
         "--callbacks",
         action="store_true",
         help="fit time of the default run with and without the TensorBoard picture callbacks",
     )
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each arm (default 1)")
-    parser.add_argument("overrides", nargs="*", help="train config overrides for every arm")
+    parser.add_argument("--repeats", type=int, help="timed repeats of each arm (3; sweep 1)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (5)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat (20)")
+    parser.add_argument("--arms", type=_arms, default=list(ARMS), help="e.g. b,c (a,b,c)")
+    parser.add_argument(
+        "--loader-workers",
+        type=int,
+        help="DataLoader workers of arm (a) (default: min(8, cores) on CUDA, 0 on the CPU)",
+    )
+    parser.add_argument("--batch-sizes", type=_sizes, default=[32, 64, 128, 256])
+    parser.add_argument("--image-sizes", type=_sizes, default=[32])
+    parser.add_argument("overrides", nargs="*", help="train config overrides, e.g. model=vgg11")
     args = parser.parse_args()
-    chosen = [name for name in BENCHMARKS if getattr(args, name)]
-    if not chosen:
-        parser.error(f"choose a benchmark: {', '.join(f'--{name}' for name in BENCHMARKS)}")
-    if args.repeats < 1:
-        parser.error(f"--repeats={args.repeats} must be at least 1")
+    for name in ("repeats", "warmup", "steps"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "warmup" else 1):
+            parser.error(f"--{name}={value} is too small")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for name in chosen:
-        show(BENCHMARKS[name](repeats=args.repeats, overrides=args.overrides))
+    options = {
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "arms": args.arms,
+        "loader_workers": args.loader_workers,
+    }
+    if args.callbacks:
+        show(callbacks_overhead(repeats=args.repeats or 1, overrides=args.overrides))
+    elif args.sweep:
+        show(
+            sweep(
+                args.batch_sizes,
+                args.image_sizes,
+                args.overrides,
+                repeats=args.repeats or 1,
+                **options,
+            )
+        )
+    else:
+        result = throughput(args.overrides, repeats=args.repeats or 3, **options)
+        show(throughput_table(result, f"throughput: {' '.join(args.overrides) or 'default run'}"))
+        for line in ratio_lines(result):
+            print(line)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from convnet.config import ConfigError, validate
 from convnet.runs import NoRunToResumeError
-from convnet.train import train
+from convnet.train import build_model, train
 from tests.compose import CONFIGS, compose_config
 
 DATA = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
@@ -43,7 +42,7 @@ def test_models_take_each_data_sets_images(data: str, model: str, tmp_path: Path
     cfg = compose_config(
         "train", [f"data={data}", f"model={model}", *EXTRA.get(data, [])], tmp_path
     )
-    network = instantiate(cfg.model).eval()
+    network = build_model(cfg.model).eval()
     images = torch.zeros(2, cfg.data.in_channels, *cfg.data.image_size)
     with torch.no_grad():
         assert network(images).shape == (2, cfg.data.num_classes)

@@ -10,8 +10,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from convnet.config import ConfigError
 from convnet.evaluate import evaluate
-from convnet.train import train
+from convnet.train import build_model, train
 from tests.compose import compose_config
 
 pytestmark = pytest.mark.slow
@@ -168,3 +169,18 @@ def test_streamed_folder_data_resumes_mid_epoch_to_the_same_weights(tmp_path: Pa
     assert a["global_step"] == b["global_step"] == 12
     for key, value in a["state_dict"].items():
         assert torch.equal(b["state_dict"][key], value), key
+
+
+def test_a_compiled_network_trains_and_saves_the_plain_networks_keys(train_config, tmp_path):
+    # The eager backend runs TorchDynamo's graph capture without a C++ toolchain.
+    cfg = train_config("debug=fast", "test=false", "compile={backend: eager}", *QUIET)
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    saved = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    plain = build_model(cfg.model).state_dict()
+    assert sorted(saved) == sorted(f"model.{key}" for key in plain)
+
+
+def test_unknown_compile_options_are_named(train_config) -> None:
+    with pytest.raises(ConfigError, match="compile has unknown options \\['speed'\\]"):
+        train(train_config("compile={speed: max}"))

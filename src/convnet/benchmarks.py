@@ -1,6 +1,8 @@
-"""Benchmarks of whole training runs, side by side in one process (scripts/benchmark.py).
+"""Benchmarks of training, side by side in one process (scripts/benchmark.py).
 
-Each benchmark is a function in BENCHMARKS returning a rich table. Arms of a benchmark
+Throughput of convnet's training against a hand-written loop and the model alone
+(convnet.throughput), over batch and image sizes, and the cost of the picture callbacks
+on whole runs. Arms of a benchmark
 are interleaved (A, B, A, B, ...) so that a machine that is busier in one period than
 another weighs on both, and each arm is judged by its fastest run: on a shared machine
 other work only ever slows a run down.
@@ -24,6 +26,7 @@ from omegaconf import DictConfig, open_dict
 from rich.table import Table
 
 from convnet.runs import register_resolvers
+from convnet.throughput import ARMS, DESCRIPTIONS, LETTERS, Throughput, ThroughputBenchmark
 from convnet.train import train
 
 log = logging.getLogger(__name__)
@@ -145,7 +148,110 @@ def callbacks_overhead(
 
 def _output_dir(name: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return REPO / "outputs" / "benchmark" / f"{stamp}_{name}"
+    # Where runs go: outputs/ of the directory the command runs in.
+    return Path.cwd() / "outputs" / "benchmark" / f"{stamp}_{name}"
 
 
 BENCHMARKS: dict[str, Callable[..., Table]] = {"callbacks": callbacks_overhead}
+
+
+def throughput(
+    overrides: Sequence[str] = (),
+    repeats: int = 3,
+    warmup: int = 5,
+    steps: int = 20,
+    arms: Sequence[str] = ARMS,
+    loader_workers: int | None = None,
+    output_dir: Path | None = None,
+) -> Throughput:
+    """Return the throughput of the arms (convnet.throughput) for the run `overrides`."""
+    output_dir = output_dir or _output_dir("throughput")
+    cfg = compose_run([*QUIET, *overrides], output_dir / "config")
+    benchmark = ThroughputBenchmark(
+        cfg, compose_run, [*QUIET, *overrides], output_dir, warmup, steps, loader_workers
+    )
+    return benchmark.run(arms, repeats)
+
+
+def throughput_table(result: Throughput, title: str) -> Table:
+    """Return a table of the arms' img/s, peak memory and achieved FLOP rate."""
+    table = Table(
+        title=title,
+        caption=(
+            "(a) a hand-written PyTorch loop over a torchvision DataLoader, (b) convnet's "
+            "training through Lightning, (c) the model alone on one batch on the device. "
+            f"{result.device}, {result.precision}, batch {result.batch_size}, images "
+            f"{result.image_size[0]}x{result.image_size[1]}, "
+            f"{result.flops_per_image / 1e9:.3f} GFLOP per training image (forward + "
+            f"backward, torch.utils.flop_counter); (a) loads with {result.loader_workers} "
+            f"DataLoader workers; best of {result.repeats} repeats; peak memory is "
+            f"{result.memory_kind}"
+        ),
+    )
+    table.add_column("arm", no_wrap=True)
+    for column in ("img/s each", "best img/s", "ms/step", "peak MiB", "TFLOP/s", "to (c)"):
+        table.add_column(column, justify="right")
+    for arm, measured in result.results.items():
+        best = measured.best()
+        ratio = result.ratio(arm, "model")
+        table.add_row(
+            f"({LETTERS[arm]}) {DESCRIPTIONS[arm]}",
+            ", ".join(f"{v:.0f}" for v in measured.images_per_second),
+            f"{best:.1f}",
+            f"{1000 * result.batch_size / best:.1f}",
+            f"{measured.peak_memory_mib:.0f}",
+            f"{best * result.flops_per_image / 1e12:.3f}",
+            "" if ratio is None else f"{ratio:.2f}",
+        )
+    return table
+
+
+def ratio_lines(result: Throughput) -> list[str]:
+    """Return `b/c = 0.97` and `b/a = 2.10`, for the ratios whose arms ran."""
+    lines = []
+    for numerator, denominator in (("convnet", "model"), ("convnet", "plain")):
+        ratio = result.ratio(numerator, denominator)
+        if ratio is not None:
+            lines.append(f"{LETTERS[numerator]}/{LETTERS[denominator]} = {ratio:.2f}")
+    return lines
+
+
+def sweep(
+    batch_sizes: Sequence[int],
+    image_sizes: Sequence[int],
+    overrides: Sequence[str] = (),
+    **options: object,
+) -> Table:
+    """Return a table of throughput over batch sizes and image sizes (square)."""
+    output_dir = _output_dir("sweep")
+    rows = []
+    for batch_size in batch_sizes:
+        for size in image_sizes:
+            setting = [f"data.batch_size={batch_size}", f"data.image_size=[{size},{size}]"]
+            result = throughput(
+                [*overrides, *setting], output_dir=output_dir / f"b{batch_size}-{size}", **options
+            )
+            rows.append((batch_size, size, result))
+    arms = list(rows[0][2].results)
+    table = Table(
+        title=f"throughput sweep: {' '.join(overrides) or 'default run'}",
+        caption=f"{rows[0][2].device}, {rows[0][2].precision}; best img/s of each arm",
+    )
+    for column in ["batch", "image", *(f"({LETTERS[a]}) img/s" for a in arms)]:
+        table.add_column(column, justify="right")
+    for column in ["GFLOP/image", "TFLOP/s (best arm)", "peak MiB", "b/c", "b/a"]:
+        table.add_column(column, justify="right")
+    for batch_size, size, result in rows:
+        best = max(r.best() for r in result.results.values())
+        peak = max(r.peak_memory_mib for r in result.results.values())
+        ratios = [result.ratio("convnet", "model"), result.ratio("convnet", "plain")]
+        table.add_row(
+            str(batch_size),
+            f"{size}x{size}",
+            *(f"{result.results[arm].best():.1f}" for arm in arms),
+            f"{result.flops_per_image / 1e9:.3f}",
+            f"{best * result.flops_per_image / 1e12:.3f}",
+            f"{peak:.0f}",
+            *("" if r is None else f"{r:.2f}" for r in ratios),
+        )
+    return table

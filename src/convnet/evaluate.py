@@ -49,7 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     checkpoint = load_checkpoint(cfg.ckpt_path)
     run = run_config(checkpoint, cfg.get("data"))
     datamodule: ImageDataModule = instantiate(run.data)
-    model = build_model(run.model)
+    model = build_model(run.model, pretrained_weights=False)
     module = build_module(run, model)
     check_compatible(checkpoint["state_dict"], module, cfg.ckpt_path)
     module.load_state_dict(checkpoint["state_dict"])

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich import get_console
 from rich.console import Console
@@ -24,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from convnet.models.layers import to_pair
 from convnet.models.resnet_blocks import PadShortcut
 from convnet.models.shape_check import meta_state
+from convnet.train import build_model
 
 Pair = tuple[int, int]
 
@@ -318,5 +318,5 @@ def summarize_config(cfg: DictConfig, max_depth: int = -1) -> NetworkSummary:
     The network is built on the meta device: no weights are allocated or initialised.
     """
     with torch.device("meta"):
-        model = instantiate(cfg.model)
+        model = build_model(cfg.model)
     return summarize(model, cfg.data.in_channels, cfg.data.image_size, max_depth)

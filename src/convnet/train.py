@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import signal
 from collections.abc import Sequence
@@ -11,26 +12,39 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from convnet.checkpoints import AtomicCheckpointIO, check_compatible, read_checkpoint
 from convnet.config import ConfigError, validate
 from convnet.data import ImageDataModule
 from convnet.guards import CheckpointOnInterrupt, DivergenceGuard
+from convnet.models.pretrained import load_pretrained
 from convnet.module import ImageClassifier
 from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT, newest_resumable_run
 
 log = logging.getLogger(__name__)
 
 
-def build_model(model_cfg: DictConfig) -> nn.Module:
-    """Return the network a model config describes (models check the image size as they
-    are built, so a size the network cannot take fails here, before training)."""
-    return instantiate(model_cfg)
+def build_model(model_cfg: DictConfig, pretrained_weights: bool = True) -> nn.Module:
+    """Return the network a model config describes, with the weights of `model.pretrained`
+    loaded if it names a file (models check the image size as they are built, so a size
+    the network cannot take, like a file that does not fit, fails here, before training).
+
+    pretrained_weights: False leaves `model.pretrained` unread, for a network whose
+    weights come from a checkpoint next (the file may be long gone by then).
+    """
+    # A copy: the run config (saved into checkpoints) keeps its `pretrained` key.
+    network_cfg = model_cfg.copy()
+    with open_dict(network_cfg):
+        pretrained = network_cfg.pop("pretrained", None)
+    network = instantiate(network_cfg)
+    if pretrained is None or not pretrained_weights:
+        return network
+    return load_pretrained(network, pretrained)
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -62,6 +76,24 @@ def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:
     )
 
 
+def compile_options(cfg: DictConfig) -> dict[str, Any] | None:
+    """Return torch.compile's options for this run, or None when it does not compile."""
+    chosen = cfg.get("compile", False)
+    if chosen is True:
+        return {}
+    if isinstance(chosen, DictConfig):
+        options = OmegaConf.to_container(chosen, resolve=True)
+        allowed = set(inspect.signature(torch.compile).parameters) - {"model"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"compile has unknown options {unknown}: torch.compile takes "
+                f"{', '.join(sorted(allowed))}, e.g. compile={{mode: max-autotune}}"
+            )
+        return options
+    return None
+
+
 def precision_for(trainer_cfg: DictConfig) -> str:
     """Return the trainer precision: `auto` means bf16 mixed on CUDA, fp32 elsewhere."""
     precision = str(trainer_cfg.get("precision", "auto"))
@@ -76,7 +108,12 @@ def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> 
     """Return the Lightning Trainer with the run's callbacks and loggers (and `extra_callbacks`)."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += extra_callbacks
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    loggers = [
+        instantiate(c, **logger_options(c, cfg)) for c in (cfg.get("logger") or {}).values() if c
+    ]
+    if not loggers:
+        # It has nowhere to write (Lightning would refuse to start).
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
     return instantiate(
@@ -86,6 +123,23 @@ def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> 
         precision=precision_for(cfg.trainer),
         plugins=[AtomicCheckpointIO()],
     )
+
+
+def logger_options(logger_cfg: DictConfig, cfg: DictConfig) -> dict[str, Any]:
+    """Return the options a logger gets beyond its config: `purge_step` for the TensorBoard
+    logger of a resumed training run, the global step of the checkpoint it resumes from.
+
+    A killed run may have logged steps after its last checkpoint, which the resumed run logs
+    again; TensorBoard hides the earlier session's events from `purge_step` on, so no step
+    shows twice. Lightning logs at the number of optimizer steps taken (the global step with
+    one optimizer), and the epoch-end metrics of the checkpoint's epoch one step before it.
+    """
+    target = str(logger_cfg.get("_target_", ""))
+    if not target.endswith("TensorBoardLogger") or not cfg.get("train"):
+        return {}
+    ckpt_path = resume_path(cfg)
+    step = None if ckpt_path is None else read_checkpoint(ckpt_path).get("global_step")
+    return {} if step is None else {"purge_step": int(step)}
 
 
 def last_checkpoint(cfg: DictConfig) -> Path:
@@ -128,6 +182,11 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, floa
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
     model = build_model(cfg.model)
+    options = compile_options(cfg)
+    if options is not None:
+        # In place, so the state_dict keeps the keys of the plain network (no _orig_mod).
+        model.compile(**options)
+        log.info("compiling the network with torch.compile(%s)", options or "")
     module = build_module(cfg, model)
     trainer = build_trainer(cfg, callbacks)
 

@@ -65,7 +65,7 @@ def visualize(cfg: DictConfig) -> list[Path]:
     run = run_config(checkpoint, cfg.get("data"))
     datamodule = instantiate(run.data)
     datamodule.setup("fit")
-    module = build_module(run, build_model(run.model))
+    module = build_module(run, build_model(run.model, pretrained_weights=False))
     check_compatible(checkpoint["state_dict"], module, cfg.ckpt_path)
     module.load_state_dict(checkpoint["state_dict"])
     device = pick_device(cfg.get("device", "auto"))

@@ -5,6 +5,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from convnet.callbacks.layers import Stage, stages
 from convnet.models import CustomNet, SamePadAvgPool2d, SamePadMaxPool2d, pool_layer
 
 # The seed example: Conv2D(32, 3, relu) -> MaxPool -> Conv2D(64, 3) -> MaxPool -> Conv2D(64, 3)
@@ -212,3 +213,109 @@ def test_bad_layers_fail_at_build_time_naming_index_and_allowed_values(layers, n
 def test_unknown_conv_default_is_named():
     with pytest.raises(ValueError, match=r"conv_defaults has unknown key 'activations'"):
         CustomNet([], 3, 2, 8, conv_defaults={"activations": "relu"})
+
+
+SAME = {"kernel_size": 3, "padding": "same"}
+
+
+def test_residual_layer_adds_its_body_to_its_input_like_a_hand_written_block():
+    layers = [
+        {"type": "conv", "filters": 4, **SAME},
+        {"type": "residual", "layers": [{"type": "conv", "filters": 4, **SAME}] * 2},
+        {"type": "global_avg_pool"},
+    ]
+    ours = CustomNet(layers, 3, 4, 6, conv_defaults={"activation": "relu"}).eval()
+    stem, first, second = (nn.Conv2d(c, 4, 3, padding=1) for c in (3, 4, 4))
+
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        x = stem(x).relu()
+        x = x + second(first(x).relu()).relu()
+        return x.mean(dim=(2, 3))
+
+    with torch.no_grad():
+        theirs = [*stem.parameters(), *first.parameters(), *second.parameters()]
+        for mine, their in zip(ours.parameters(), theirs, strict=True):
+            mine.copy_(their)
+        images = torch.randn(2, 3, 6, 6)
+        torch.testing.assert_close(ours(images), reference(images))
+
+
+def test_residual_body_layers_are_named_like_the_stack_and_take_conv_defaults():
+    body = [
+        {"type": "conv", "filters": 8, "kernel_size": 3},
+        {"type": "conv", "filters": 8, "kernel_size": 1, "name": "x"},
+    ]
+    layers = [
+        {"type": "conv", "filters": 8, "kernel_size": 3},
+        {"type": "residual", "layers": body},
+        {"type": "flatten", "name": "x"},  # names need only be unique within their list
+    ]
+    model = CustomNet(layers, 3, 2, 8, conv_defaults={"padding": "same", "norm": "batch"})
+    names = [name for name, _ in model.named_modules()]
+    assert "layers.1_residual.body.0_conv.0" in names and "layers.1_residual.body.x.0" in names
+    inner = model.layers.get_submodule("1_residual.body.0_conv")
+    assert [type(m) for m in inner] == [nn.Conv2d, nn.BatchNorm2d]  # norm from conv_defaults
+    assert inner[0].padding == (1, 1)
+    assert model.shapes[:2] == [(8, 8, 8), (8, 8, 8)]  # one shape per stack layer
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 2)
+
+
+def test_residual_layers_may_nest():
+    inner = {"type": "residual", "layers": [{"type": "conv", "filters": 3, **SAME}]}
+    model = CustomNet([{"type": "residual", "layers": [inner, inner]}], 3, 2, 4)
+    assert "layers.0_residual.body.1_residual.body.0_conv.0.weight" in model.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (
+            [{"type": "conv", "filters": 16, "kernel_size": 3, "strides": 2, "padding": "same"}],
+            ["layers[1] (residual)", "(8, 6, 6) into (16, 3, 3)", "must keep the shape"],
+        ),
+        ([{"type": "conv", "filters": 8, "kernel_size": 3}], ["(8, 6, 6) into (8, 4, 4)"]),
+        ([], ["layers[1].layers=[]", "non-empty list"]),
+        ([{"type": "conv", "filter": 8}], ["layers[1].layers[0] (conv)", "'filters'"]),
+        (
+            [{"type": "flatten"}, {"type": "conv", "filters": 8, "kernel_size": 1}],
+            ["layers[1].layers[1] (conv)", "flat"],
+        ),
+        ([{"type": "pool"}], ["layers[1].layers[0].type='pool'", "residual"]),
+    ],
+)
+def test_bad_residual_body_fails_at_build_time_naming_the_layer(body, named):
+    layers = [
+        {"type": "conv", "filters": 8, "kernel_size": 3},
+        {"type": "residual", "layers": body},
+    ]
+    with pytest.raises(ValueError) as error:
+        CustomNet(layers, 3, 2, 8)
+    for text in named:
+        assert text in str(error.value)
+
+
+def test_image_size_check_sees_through_residual_layers():
+    block = [{"type": "conv", "filters": 2, "kernel_size": 3}, {"type": "max_pool"}]
+    residual = {"type": "residual", "layers": [{"type": "conv", "filters": 2, **SAME}]}
+    with pytest.raises(ValueError) as error:
+        CustomNet([*block, residual] * 3, 1, 2, 8)
+    message = str(error.value)
+    # As without the residual layers (test above): 8 -> 6 -> 3 -> 1, and 22 is the smallest.
+    assert "'layers.4_max_pool'" in message and "[22, 22]" in message
+    assert CustomNet([*block, residual] * 3, 1, 2, 22).shapes[8] == (2, 1, 1)
+
+
+def test_picture_stages_of_a_custom_net_end_at_its_residual_layers():
+    conv = {"type": "conv", "filters": 4, **SAME}
+    layers = [
+        {**conv, "name": "prep"},
+        {"type": "max_pool"},
+        {"type": "residual", "name": "res", "layers": [conv, conv]},
+        {"type": "global_max_pool"},
+    ]
+    model = CustomNet(layers, 3, 2, 8, conv_defaults={"activation": "relu"}).eval()
+    assert stages(model, torch.zeros(1, 3, 8, 8)) == [
+        Stage("stage1", "layers.prep.0", "layers.prep.1"),
+        # The stage's output is x + body(x), not the body's last activation.
+        Stage("stage2", "layers.res.body.0_conv.0", "layers.res"),
+    ]

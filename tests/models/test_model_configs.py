@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torchvision.models.vgg import cfgs as TORCHVISION_LAYERS
 
 from convnet.models import VGG, CustomNet, ResNet
+from convnet.train import build_model
 
 MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 NAMES = sorted(path.stem for path in MODEL_CONFIGS.glob("*.yaml"))
@@ -44,7 +44,7 @@ def compose_model(config_dir: Path, name: str, *overrides: str):
 
 
 def test_there_are_configs_for_every_documented_model():
-    expected = {"small", "custom", "custom_allconv"}
+    expected = {"small", "custom", "custom_allconv", "resnet9"}
     expected |= {f"vgg{depth}{suffix}" for depth in (11, 13, 16, 19) for suffix in ("", "_bn")}
     expected |= {f"resnet{depth}" for depth in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)}
     assert expected <= set(NAMES)
@@ -56,10 +56,10 @@ def test_model_config_instantiates_and_gives_logits(config_dir, name):
     assert cfg.model.in_channels == 3 and cfg.model.num_classes == 10
     if name in LARGE:
         with torch.device("meta"):
-            model = instantiate(cfg.model)
+            model = build_model(cfg.model)
         assert isinstance(model, VGG | ResNet | CustomNet)
         return
-    model = instantiate(cfg.model)
+    model = build_model(cfg.model)
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -67,7 +67,7 @@ def test_model_config_instantiates_and_gives_logits(config_dir, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LARGE))
 def test_large_model_config_gives_logits(config_dir, name):
-    model = instantiate(compose_model(config_dir, name).model)
+    model = build_model(compose_model(config_dir, name).model)
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -99,12 +99,12 @@ def test_imagenet_stem_override_loads_torchvision_weights(config_dir):
         "data.image_size=224",
     )
     with torch.device("meta"):
-        model = instantiate(cfg.model)
+        model = build_model(cfg.model)
         model.load_state_dict(torchvision.models.resnet18().state_dict(), strict=True)
 
 
 def test_custom_config_is_the_seed_example(config_dir):
-    model = instantiate(compose_model(config_dir, "custom").model)
+    model = build_model(compose_model(config_dir, "custom").model)
     assert isinstance(model, CustomNet)
     # The TensorFlow CNN tutorial's CIFAR-10 model: 122,570 parameters.
     assert sum(p.numel() for p in model.parameters()) == 122_570
@@ -112,7 +112,7 @@ def test_custom_config_is_the_seed_example(config_dir):
 
 
 def test_custom_allconv_config_uses_strides_dilation_and_depthwise_convs(config_dir):
-    model = instantiate(compose_model(config_dir, "custom_allconv", "data.num_classes=7").model)
+    model = build_model(compose_model(config_dir, "custom_allconv", "data.num_classes=7").model)
     assert model.layers.down1[0].stride == (2, 2)
     assert model.layers.dilated[0].dilation == (2, 2)
     assert model.layers.depthwise2[0].groups == 128

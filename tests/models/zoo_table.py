@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 import torchvision
-from hydra.utils import instantiate
 from rich.table import Table
 
 from convnet.console import show
 from convnet.summary import summarize
+from convnet.train import build_model
 from tests.compose import CONFIGS, compose_config
 
 # Published counts for the CIFAR-10 shape: He et al. 2016, table 6 (option A shortcuts).
@@ -54,7 +54,7 @@ class ZooRow:
 def _model(name: str, *overrides: str) -> torch.nn.Module:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config("train", [f"model={name}", "data=cifar10", *overrides], Path(tmp))
-    return instantiate(cfg.model)
+    return build_model(cfg.model)
 
 
 def zoo_row(name: str) -> ZooRow:

@@ -7,7 +7,8 @@ Callbacks never assume an architecture. A config names layers by their module na
 - networks with a `features` nn.Sequential (the VGG layout): split at the pooling layers,
   a stage's output being the last module before its pool;
 - any other nn.Module: one forward pass of an example batch, convolutions grouped by the
-  resolution of their outputs, a stage's output being the last module at that resolution.
+  resolution of their outputs, a stage's output being the last module at that resolution
+  (or the module around it that computes from its output, as a residual layer's x + body(x)).
 """
 
 from __future__ import annotations
@@ -102,9 +103,27 @@ def _split_at_pools(features: nn.Sequential, prefix: str = "features") -> list[S
     return found
 
 
+# A module that ran: (name, module, output H x W or None, output).
+_Ran = tuple[str, nn.Module, tuple[int, ...] | None, object]
+
+
+def _output_module(ran: list[_Ran], leaf: int) -> str:
+    """Return the name of the module whose output stands for ran[leaf]'s: the leaf's own, or
+    the outermost module finishing right after it whose output is a new tensor of the same
+    size (a residual layer's x + body(x)); a Sequential passing its last output on is not."""
+    name, _, size, tensor = ran[leaf]
+    chosen = name
+    for outer, _, outer_size, output in ran[leaf + 1 :]:
+        if not name.startswith(f"{outer}.") or outer_size != size:
+            break
+        if output is not tensor:
+            chosen, tensor = outer, output
+    return chosen
+
+
 def _stages_by_resolution(network: nn.Module, example: Tensor) -> list[Stage]:
-    # (name, module, output H x W or None) of each leaf module, in the order they ran.
-    order: list[tuple[str, nn.Module, tuple[int, ...] | None]] = []
+    # Every module but the network itself, in the order they finished (first call only).
+    ran: list[_Ran] = []
     seen: set[str] = set()
 
     def record(name: str):
@@ -112,27 +131,32 @@ def _stages_by_resolution(network: nn.Module, example: Tensor) -> list[Stage]:
             if name not in seen:
                 seen.add(name)
                 is_map = isinstance(output, Tensor) and output.dim() == 4
-                order.append((name, module, tuple(output.shape[-2:]) if is_map else None))
+                ran.append((name, module, tuple(output.shape[-2:]) if is_map else None, output))
 
         return hook
 
-    leaves = [(n, m) for n, m in network.named_modules() if n and not list(m.children())]
-    handles = [module.register_forward_hook(record(name)) for name, module in leaves]
+    modules = [(n, m) for n, m in network.named_modules() if n]
+    handles = [module.register_forward_hook(record(name)) for name, module in modules]
     try:
         with torch.no_grad():
             network(example)
     finally:
         for handle in handles:
             handle.remove()
+    # Indices into `ran` of the leaf modules, in the order they ran.
+    order = [i for i, (_, module, _, _) in enumerate(ran) if next(module.children(), None) is None]
     found: list[Stage] = []
-    group: list[tuple[str, nn.Module, tuple[int, ...] | None]] = []
-    for entry in [*order, ("", nn.Identity(), None)]:
-        if group and entry[2] != group[0][2]:
-            convs = [name for name, module, _ in group if isinstance(module, nn.Conv2d)]
-            if convs and group[0][2] is not None:
-                found.append(Stage(f"stage{len(found) + 1}", convs[0], group[-1][0]))
+    group: list[int] = []
+    for index in [*order, None]:
+        size = None if index is None else ran[index][2]
+        if group and (index is None or size != ran[group[0]][2]):
+            convs = [ran[i][0] for i in group if isinstance(ran[i][1], nn.Conv2d)]
+            if convs and ran[group[0]][2] is not None:
+                output = _output_module(ran, group[-1])
+                found.append(Stage(f"stage{len(found) + 1}", convs[0], output))
             group = []
-        group.append(entry)
+        if index is not None:
+            group.append(index)
     return found
 
 

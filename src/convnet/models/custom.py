@@ -14,18 +14,28 @@ from torch import nn
 
 from convnet.models.layers import positive_int, to_pair
 from convnet.models.shape_check import LARGEST_SIDE, check_image_size, smallest_image_size
-from convnet.models.stack_layers import LAYER_TYPES, Shape, dense, flatten
+from convnet.models.stack_layers import LAYER_TYPES, Residual, Shape, dense, flatten
 
 log = logging.getLogger(__name__)
 
 # Module names may not hold dots (PyTorch uses them as separators) and become TensorBoard tags.
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
+# Types that hold a list of layers, which CustomNet builds itself: their keys -> required.
+_CONTAINERS = {"residual": {"layers": True}}
+TYPES = [*LAYER_TYPES, *_CONTAINERS]
 
 
-def _keys(kind: str) -> dict[str, inspect.Parameter]:
-    """Return the config keys a layer type takes (its builder's arguments after `shape`)."""
+def _keys(kind: str) -> dict[str, bool]:
+    """Return the config keys a layer type takes (its builder's arguments after `shape`),
+    each mapped to whether it is required."""
+    if kind in _CONTAINERS:
+        return _CONTAINERS[kind]
     parameters = inspect.signature(LAYER_TYPES[kind]).parameters
-    return {name: p for name, p in parameters.items() if name != "shape"}
+    return {
+        name: p.default is inspect.Parameter.empty
+        for name, p in parameters.items()
+        if name != "shape"
+    }
 
 
 def _check_keys(where: str, kind: str, options: Mapping[str, Any], required: bool) -> None:
@@ -37,8 +47,8 @@ def _check_keys(where: str, kind: str, options: Mapping[str, Any], required: boo
             choices = ", ".join(allowed) or "none besides type and name"
             raise ValueError(f"{where} has unknown key {key!r}{hint}: allowed keys are {choices}.")
     if required:
-        for key, parameter in allowed.items():
-            if parameter.default is inspect.Parameter.empty and key not in options:
+        for key, is_required in allowed.items():
+            if is_required and key not in options:
                 raise ValueError(f"{where} needs the key {key!r}, e.g. {_example(kind)}.")
 
 
@@ -48,15 +58,17 @@ def _example(kind: str) -> str:
         "dense": "{type: dense, units: 64}",
         "linear": "{type: linear, units: 64}",
         "activation": "{type: activation, activation: relu}",
+        "residual": "{type: residual, layers: [{type: conv, filters: 64, kernel_size: 3, "
+        "padding: same}]}",
     }
     return examples.get(kind, f"{{type: {kind}}}")
 
 
 def _parse(
-    index: int, spec: object, conv_defaults: Mapping[str, Any], names: set[str]
+    where: str, index: int, spec: object, conv_defaults: Mapping[str, Any], names: set[str]
 ) -> tuple[str, str, dict[str, Any]]:
-    """Return (type, module name, builder keys) of layers[index], or raise naming what is wrong."""
-    where = f"layers[{index}]"
+    """Return (type, module name, keys) of the layer at `where` (`layers[index]`, or
+    `layers[3].layers[index]` in a residual body), or raise naming what is wrong."""
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise ValueError(
             f"{where}={spec!r} is not allowed: give a mapping with a `type`, e.g. "
@@ -64,10 +76,8 @@ def _parse(
         )
     options = {str(key): value for key, value in spec.items()}
     kind = options.pop("type")
-    if kind not in LAYER_TYPES:
-        raise ValueError(
-            f"{where}.type={kind!r} is not allowed: choose one of {', '.join(LAYER_TYPES)}."
-        )
+    if kind not in TYPES:
+        raise ValueError(f"{where}.type={kind!r} is not allowed: choose one of {', '.join(TYPES)}.")
     name = str(options.pop("name", f"{index}_{kind}"))
     if not _NAME.fullmatch(name) or name in names:
         raise ValueError(
@@ -77,7 +87,24 @@ def _parse(
     if kind == "conv":
         options = {**conv_defaults, **options}
     _check_keys(f"{where} ({kind})", kind, options, required=True)
+    layers = options.get("layers")
+    if kind == "residual" and (
+        isinstance(layers, str | Mapping) or not isinstance(layers, Sequence) or not layers
+    ):
+        raise ValueError(
+            f"{where}.layers={layers!r} is not allowed: give the residual body as a non-empty "
+            f"list of layers, e.g. {_example('residual')}."
+        )
     return kind, name, options
+
+
+class _BodyOnly(Residual):
+    """A residual layer while its body is built: body(x) alone, so each inner layer's shape
+    is inferred (and a body that changes the shape is reported) before anything is summed."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return body(x)."""
+        return self.body(x)
 
 
 class CustomNet(nn.Module):
@@ -86,10 +113,13 @@ class CustomNet(nn.Module):
     layers: e.g. [{type: conv, filters: 32, kernel_size: 3, activation: relu},
         {type: max_pool}, {type: flatten}, {type: dense, units: 64}]. Types: conv, max_pool,
         avg_pool, global_avg_pool, global_max_pool, batch_norm, group_norm, layer_norm,
-        activation, dropout, flatten, dense (or linear). Input sizes are inferred.
+        activation, dropout, flatten, dense (or linear), and residual: {type: residual,
+        layers: [...]} computes x + body(x), its body built from its own list of layers like
+        the stack (it must keep the shape; residuals may nest). Input sizes are inferred.
         Each layer is the module `layers.<name>`, where name is the layer's `name` key or
-        `<index>_<type>` (`layers.0_conv`), so TensorBoard tags stay predictable.
-    conv_defaults: keys every conv layer takes unless it sets them itself, e.g.
+        `<index>_<type>` (`layers.0_conv`), so TensorBoard tags stay predictable; a residual
+        body's layers are named the same way under `body` (`layers.3_residual.body.0_conv`).
+    conv_defaults: keys every conv layer (residual bodies' too) takes unless it sets them, e.g.
         {padding: same, norm: batch, activation: relu}. Without them a conv follows Keras'
         Conv2D: padding valid, no norm, no activation.
     A classifier (flatten if needed, then a dense layer to num_classes) is appended when the
@@ -119,27 +149,64 @@ class CustomNet(nn.Module):
             return self._smallest_image_size(specs, defaults)
 
         for index, spec in enumerate(specs):
-            kind, name, options = _parse(index, spec, defaults, set(self.layers._modules))
-            try:
-                module = LAYER_TYPES[kind](shape, **options)
-            except ValueError as error:
-                raise ValueError(f"layers[{index}] ({kind}): {error}") from error
-            shape = self._append(name, module, suggest)
+            where = f"layers[{index}]"
+            shape = self._build(self.layers, where, index, spec, shape, defaults, suggest)
+            self.shapes.append(shape)
         if shape != (self.num_classes,):
             self._append_classifier(shape, suggest)
+
+    def _build(
+        self,
+        container: nn.Sequential,
+        where: str,
+        index: int,
+        spec: object,
+        shape: Shape,
+        defaults: dict[str, Any],
+        suggest: Callable[[], tuple[int, int] | None],
+    ) -> Shape:
+        """Add the layer `spec` to `container` (the stack or a residual body, the last layer
+        built so far); return its output shape (without batch)."""
+        kind, name, options = _parse(where, index, spec, defaults, set(container._modules))
+        if kind == "residual":
+            body = nn.Sequential()
+            # Until the body is complete the layer runs it alone, so the stack's output is
+            # always the output of the last layer built, wherever it lies.
+            container.add_module(name, _BodyOnly(body))
+            output = shape
+            for number, layer in enumerate(options["layers"]):
+                inner = f"{where}.layers[{number}]"
+                output = self._build(body, inner, number, layer, output, defaults, suggest)
+            if output != shape:
+                raise ValueError(
+                    f"{where} (residual): its layers turn {shape} into {output}; a residual "
+                    "body must keep the shape: same filters, padding same, strides 1."
+                )
+            container.add_module(name, Residual(body))
+            return shape
+        try:
+            module = LAYER_TYPES[kind](shape, **options)
+        except ValueError as error:
+            raise ValueError(f"{where} ({kind}): {error}") from error
+        container.add_module(name, module)
+        return self._output_shape(f"{where} ({kind})", suggest)
+
+    def _output_shape(self, layer: str, suggest: Callable[[], tuple[int, int] | None]) -> Shape:
+        """Return the stack's output shape (without batch), naming `layer` if it cannot."""
+        # On the meta device; names the layer where the feature map vanishes, if it does.
+        output = check_image_size(
+            self, self.in_channels, self.image_size, model_name="CustomNet", smallest=suggest
+        )
+        if output is None:
+            raise ValueError(f"{layer} cannot run on the meta device to infer its shape.")
+        return tuple(output[1:])
 
     def _append(
         self, name: str, module: nn.Module, suggest: Callable[[], tuple[int, int] | None]
     ) -> Shape:
         """Add `module` as layers.<name>; return the stack's output shape (without batch)."""
         self.layers.add_module(name, module)
-        # On the meta device; names the layer where the feature map vanishes, if it does.
-        output = check_image_size(
-            self, self.in_channels, self.image_size, model_name="CustomNet", smallest=suggest
-        )
-        if output is None:
-            raise ValueError(f"layers.{name} cannot run on the meta device to infer its shape.")
-        self.shapes.append(tuple(output[1:]))
+        self.shapes.append(self._output_shape(f"layers.{name}", suggest))
         return self.shapes[-1]
 
     def _append_classifier(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from convnet.models.layers import (
@@ -171,7 +172,24 @@ def dense(
     return nn.Sequential(layer) if isinstance(act, nn.Identity) else nn.Sequential(layer, act)
 
 
-# type -> builder. `linear` is PyTorch's word for Keras' `dense`.
+class Residual(nn.Module):
+    """A residual layer: x + body(x), where the body keeps the shape of its input.
+
+    CustomNet builds `body` from the layer's own list of layers (`{type: residual, layers:
+    [...]}`), with the same builders, names and checks as the stack around it.
+    """
+
+    def __init__(self, body: nn.Sequential) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return x + body(x), of x's shape."""
+        return x + self.body(x)
+
+
+# type -> builder. `linear` is PyTorch's word for Keras' `dense`. `residual` is not here:
+# it holds a list of layers, which CustomNet builds itself.
 LAYER_TYPES: dict[str, Callable[..., nn.Module]] = {
     "conv": conv,
     "max_pool": max_pool,
