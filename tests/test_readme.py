@@ -22,7 +22,7 @@ COMMANDS = [
 
 def _overrides(command: str) -> list[str]:
     """Return the Hydra overrides of a README command, sweeps reduced to their first value."""
-    words = shlex.split(command.split("python scripts/", 1)[1])[1:]
+    words = shlex.split(command.split("python scripts/", 1)[1], comments=True)[1:]
     overrides = [w for w in words if not w.startswith("-") and w not in ("job",)]
     return [re.sub(r"=([^=\[]*?),.*$", r"=\1", o) for o in overrides]
 
@@ -36,6 +36,10 @@ def test_the_first_screen_has_the_install_and_test_commands() -> None:
 @pytest.mark.parametrize("command", [c for c in COMMANDS if "scripts/train.py" in c])
 def test_every_train_command_in_the_readme_composes(command: str, tmp_path: Path) -> None:
     overrides = [o for o in _overrides(command) if not o.startswith("ckpt_path=")]
+    _check_composes(overrides, tmp_path)
+
+
+def _check_composes(overrides: list[str], tmp_path: Path) -> None:
     cfg = compose_config("train", overrides, tmp_path)
     for override in overrides:
         key, value = override.split("=", 1)
@@ -49,6 +53,12 @@ def _run(args: list[str], cwd: Path) -> str:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if "scripts/benchmark.py" in c])
+def test_every_benchmark_command_in_the_readme_composes(command: str, tmp_path: Path) -> None:
+    # Its options are written --name=value, so every other word is a train override.
+    _check_composes(_overrides(command), tmp_path)
 
 
 @pytest.mark.slow
