@@ -1,12 +1,14 @@
 """Train a classifier: `python scripts/train.py model=vgg16 data=cifar10`."""
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from convnet.console import config_tree, show
 from convnet.runs import register_resolvers
 from convnet.sweeps.results import JobRecorder
-from convnet.train import train
+from convnet.train import checked_resume_path, train
 
 register_resolvers()
 
@@ -14,6 +16,9 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     show(config_tree(cfg))
+    if HydraConfig.get().mode == RunMode.RUN:
+        # A checkpoint that cannot be resumed fails before result.json is written over.
+        checked_resume_path(cfg)
     # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is recorded
     # and returns NaN instead of stopping the sweep.
     recorder = JobRecorder.for_run(cfg)

@@ -1,14 +1,17 @@
-"""A run stopped by SIGTERM saves last.ckpt and resumes to the very weights of an
+"""A run stopped by SIGTERM saves last.ckpt, a run killed by SIGKILL keeps the one of its
+last epoch, and either resumes to the very weights and TensorBoard steps of an
 uninterrupted run."""
 
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.compose import REPO
 
@@ -32,37 +35,93 @@ def _train(root: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+def _run(root: Path) -> Path:
+    (run,) = (root / "outputs" / "train" / "runs").iterdir()  # a resumed run keeps its folder
+    return run
+
+
 def _last(root: Path) -> Path:
-    (run,) = (root / "outputs" / "train" / "runs").iterdir()
-    return run / "checkpoints" / "last.ckpt"
+    return _run(root) / "checkpoints" / "last.ckpt"
 
 
-def test_sigterm_mid_epoch_saves_and_resume_gives_the_uninterrupted_weights(
-    tmp_path: Path,
-) -> None:
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    straight.mkdir()
-    interrupted.mkdir()
-    reference = _train(straight)
-
-    process = _train(interrupted)
-    runs = interrupted / "outputs" / "train" / "runs"
+def _wait_for_first_checkpoint(root: Path) -> None:
+    runs = root / "outputs" / "train" / "runs"
     deadline = time.time() + 600
     while not list(runs.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
         time.sleep(0.2)
+
+
+def _scalar_steps(root: Path) -> dict[str, list[int]]:
+    """Return the steps of each scalar tag as TensorBoard itself reads the run's log."""
+    events = EventAccumulator(str(_run(root) / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def _assert_resumed_like(root: Path, reference: Path) -> None:
+    a = torch.load(_last(reference), weights_only=True)
+    b = torch.load(_last(root), weights_only=True)
+    assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
+    for key, value in a["state_dict"].items():
+        assert torch.equal(b["state_dict"][key], value), key
+    steps = _scalar_steps(root)
+    assert steps == _scalar_steps(reference)
+    for tag, logged in steps.items():
+        # Lightning adds `epoch` to both the training and the validation metrics of an
+        # epoch, at the same step, in every run.
+        if tag != "epoch":
+            assert logged == sorted(set(logged)), tag
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Path]]:
+    """Start the uninterrupted reference run (once, beside the first test's run); return a
+    function that waits for it and returns its root folder."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    process = _train(root)
+
+    def finished() -> Path:
+        assert process.wait(timeout=600) == 0
+        return root
+
+    yield finished
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_sigterm_mid_epoch_saves_and_resume_gives_the_uninterrupted_weights(
+    tmp_path: Path, uninterrupted: Callable[[], Path]
+) -> None:
+    process = _train(tmp_path)
+    _wait_for_first_checkpoint(tmp_path)
     time.sleep(0.5)  # into epoch 1
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=600)[0].decode()
     assert process.returncode == 143  # 128 + SIGTERM: the run did not finish
     assert "saved" in output and "ckpt_path=last" in output
-    step = torch.load(_last(interrupted), weights_only=True)["global_step"]
+    step = torch.load(_last(tmp_path), weights_only=True)["global_step"]
     assert STEPS_PER_EPOCH < step < 2 * STEPS_PER_EPOCH
 
-    resumed = _train(interrupted, "ckpt_path=last")
+    resumed = _train(tmp_path, "ckpt_path=last")
     assert resumed.wait(timeout=600) == 0
-    assert reference.wait(timeout=600) == 0
-    a = torch.load(_last(straight), weights_only=True)
-    b = torch.load(_last(interrupted), weights_only=True)
-    assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
-    for key, value in a["state_dict"].items():
-        assert torch.equal(b["state_dict"][key], value), key
+    _assert_resumed_like(tmp_path, uninterrupted())
+
+
+def test_sigkill_mid_epoch_then_resume_logs_each_step_once_with_the_uninterrupted_weights(
+    tmp_path: Path, uninterrupted: Callable[[], Path]
+) -> None:
+    process = _train(tmp_path)
+    _wait_for_first_checkpoint(tmp_path)
+    # Kill once the run has logged steps past its checkpoint: the resumed run logs them again.
+    deadline = time.time() + 600
+    while max(sum(_scalar_steps(tmp_path).values(), [0])) <= STEPS_PER_EPOCH:
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.2)
+    process.kill()
+    process.wait(timeout=60)
+    assert torch.load(_last(tmp_path), weights_only=True)["global_step"] == STEPS_PER_EPOCH
+
+    resumed = _train(tmp_path, "ckpt_path=last")
+    assert resumed.wait(timeout=600) == 0
+    _assert_resumed_like(tmp_path, uninterrupted())

@@ -14,7 +14,7 @@ from convnet.checkpoints import (
 from convnet.config import ConfigError
 from convnet.guards import DivergenceError
 from convnet.models import VGG
-from convnet.train import train
+from convnet.train import logger_options, train
 
 QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
 
@@ -95,3 +95,18 @@ def test_asking_for_a_gpu_without_one_is_a_config_error(train_config) -> None:
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match=r"trainer\.accelerator=gpu but no CUDA GPU"):
         train(train_config("trainer=gpu"))
+
+
+def test_a_resumed_run_purges_the_tensorboard_steps_from_its_checkpoint_on(
+    train_config, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, "global_step": 128}, checkpoint)
+    resumed = train_config("ckpt_path=last")
+    assert logger_options(resumed.logger.tensorboard, resumed) == {"purge_step": 128}
+    fresh = train_config()
+    assert logger_options(fresh.logger.tensorboard, fresh) == {}
+    # Testing a checkpoint must not hide the steps its run logged after it.
+    tested = train_config("ckpt_path=last", "train=false")
+    assert logger_options(tested.logger.tensorboard, tested) == {}

@@ -1,11 +1,23 @@
 """Run directories: fresh for a new run, the same for a resumed one."""
 
 import datetime
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import open_dict
 
-from convnet.runs import NoRunToResumeError, fresh_run_dir, newest_resumable_run, run_dir
+from convnet.runs import (
+    NoRunToResumeError,
+    RunFolderError,
+    check_run_folders,
+    check_sweep_folder,
+    fresh_run_dir,
+    newest_resumable_run,
+    run_dir,
+)
+from tests.compose import REPO, compose_config
 
 
 def _run_with_checkpoint(runs: Path, name: str) -> Path:
@@ -52,3 +64,86 @@ def test_a_checkpoint_from_elsewhere_starts_a_fresh_run(tmp_path: Path) -> None:
     chosen = Path(run_dir(str(runs), str(tmp_path / "elsewhere.ckpt")))
     assert chosen.parent == runs
     assert not chosen.exists()
+
+
+def _finished_run(folder: Path) -> Path:
+    """Return `folder` filled with what a finished run leaves there."""
+    for name in [".hydra/config.yaml", "config.yaml", "checkpoints/last.ckpt", "result.json"]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(name)
+    (folder / "tensorboard").mkdir()
+    (folder / "tensorboard" / "events.out.tfevents.1.host.1.0").write_bytes(b"\x00events")
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(path.relative_to(folder)): (path.stat().st_mtime_ns, path.read_bytes())
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_a_run_into_a_folder_holding_another_run_names_it_and_the_fix(
+    train_config, tmp_path: Path
+) -> None:
+    mine = _finished_run(tmp_path / "mine")
+    with pytest.raises(RunFolderError) as error:
+        check_run_folders(train_config(output_dir=mine))
+    message = str(error.value)
+    assert f"hydra.run.dir={mine} already holds another run" in message
+    assert ".hydra/, config.yaml, checkpoints/, tensorboard/, result.json" in message
+    assert "a new folder" in message and "ckpt_path=last" in message
+
+
+def test_resuming_the_run_a_folder_holds_is_allowed_and_another_checkpoint_is_not(
+    train_config, tmp_path: Path
+) -> None:
+    mine = _finished_run(tmp_path / "mine")
+    check_run_folders(train_config("ckpt_path=last", output_dir=mine))
+    check_run_folders(train_config(f"ckpt_path={mine}/checkpoints/last.ckpt", output_dir=mine))
+    other = _finished_run(tmp_path / "other") / "checkpoints" / "last.ckpt"
+    with pytest.raises(RunFolderError, match=r"ckpt_path=\S+other\S+ is not one of its"):
+        check_run_folders(train_config(f"ckpt_path={other}", output_dir=mine))
+    (mine / "checkpoints" / "last.ckpt").unlink()
+    with pytest.raises(RunFolderError, match=r"but no checkpoints/last\.ckpt to continue"):
+        check_run_folders(train_config("ckpt_path=last", output_dir=mine))
+
+
+def test_an_empty_or_new_folder_is_free_and_paths_output_dir_is_checked_too(
+    train_config, tmp_path: Path
+) -> None:
+    check_run_folders(train_config(output_dir=tmp_path / "empty"))
+    cfg = train_config(output_dir=tmp_path / "empty")
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(_finished_run(tmp_path / "mine"))
+    with pytest.raises(RunFolderError, match=r"paths\.output_dir=\S+mine already holds"):
+        check_run_folders(cfg)
+
+
+def test_a_sweep_into_the_folder_of_an_earlier_sweep_stops_unless_it_continues_it(
+    tmp_path: Path,
+) -> None:
+    sweep = tmp_path / "sweep"
+    cfg = compose_config("train", [f"hydra.sweep.dir={sweep}"], tmp_path)
+    check_sweep_folder(cfg)
+    _finished_run(sweep / "0")
+    (sweep / "multirun.yaml").write_text("{}")
+    with pytest.raises(RunFolderError, match=r"sweep\S* already holds another sweep \(multi"):
+        check_sweep_folder(cfg)
+    resumed = compose_config("train", [f"hydra.sweep.dir={sweep}", "ckpt_path=last"], tmp_path)
+    check_sweep_folder(resumed)
+
+
+@pytest.mark.slow
+def test_train_script_into_a_folder_holding_another_run_writes_nothing_there(
+    tmp_path: Path,
+) -> None:
+    mine = _finished_run(tmp_path / "mine")
+    before = _snapshot(mine)
+    command = [sys.executable, str(REPO / "scripts" / "train.py"), f"hydra.run.dir={mine}"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert f"RunFolderError: hydra.run.dir={mine} already holds another run" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _snapshot(mine) == before

@@ -88,6 +88,13 @@ def test_resuming_continues_the_same_run_to_the_same_weights(train_config, tmp_p
     steps = [step for step, _ in _scalars(tmp_path / "resumed", "val/acc")]
     assert len(steps) == 3 and len(set(steps)) == 3  # no epoch logged twice
 
+    # Resuming the finished run again would train nothing: refused, nothing rewritten.
+    config = tmp_path / "resumed" / "config.yaml"
+    before = config.stat().st_mtime_ns
+    with pytest.raises(ConfigError, match=r"all of its 3 epochs.*raise trainer\.max_epochs"):
+        train(again)
+    assert config.stat().st_mtime_ns == before
+
 
 @pytest.mark.parametrize(
     ("model", "shrink"),

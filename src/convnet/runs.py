@@ -1,15 +1,25 @@
-"""Run directories: a fresh one per run, the same one when resuming."""
+"""Run directories: a fresh one per run, the same one when resuming, never another run's."""
 
 from __future__ import annotations
 
+import copy
 import datetime
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 LAST = "last"
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+# What a run leaves in its folder (Hydra's configs, the resolved config, checkpoints,
+# TensorBoard events, result.json); a folder holding any of them holds a run.
+RUN_FILES = (".hydra", "config.yaml", CHECKPOINTS, "tensorboard", "result.json")
+EVENTS = "events.out.tfevents.*"
 
 # Hydra may resolve hydra.run.dir more than once in a process; every call must agree.
 _chosen: dict[tuple[str, str], str] = {}
@@ -17,6 +27,10 @@ _chosen: dict[tuple[str, str], str] = {}
 
 class NoRunToResumeError(FileNotFoundError):
     """ckpt_path=last, but no run under the runs folder has a last.ckpt."""
+
+
+class RunFolderError(ValueError):
+    """The folder a run would write to holds another run; raised before anything is written."""
 
 
 def newest_resumable_run(runs_dir: Path) -> Path:
@@ -73,3 +87,129 @@ def register_resolvers() -> None:
     """Make `${run_dir:...}` available to configs (idempotent)."""
     if not OmegaConf.has_resolver("run_dir"):
         OmegaConf.register_new_resolver("run_dir", run_dir)
+
+
+def run_contents(folder: Path) -> list[str]:
+    """Return what of a run `folder` holds (e.g. `['.hydra/', 'checkpoints/']`), [] for none."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for name in RUN_FILES:
+        path = folder / name
+        if path.exists():
+            found.append(f"{name}/" if path.is_dir() else name)
+    # TensorBoard events of a logger configured with another folder name.
+    if "tensorboard/" not in found and (
+        any(folder.glob(EVENTS)) or any(folder.glob(f"*/{EVENTS}"))
+    ):
+        found.append(EVENTS)
+    return found
+
+
+def resumed_run(ckpt_path: str | None, output_dir: Path) -> Path | None:
+    """Return the run folder that `ckpt_path` continues: `output_dir` for `last`, the run of
+    a checkpoint in a run's checkpoints/ folder, None for a fresh run."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == LAST:
+        return output_dir
+    path = Path(ckpt_path).absolute()
+    return path.parent.parent if path.parent.name == CHECKPOINTS else None
+
+
+def check_run_folder(folder: Path, key: str, ckpt_path: str | None, resumed: Path | None) -> None:
+    """Raise RunFolderError when `folder` (given by config `key`) holds a run this one would
+    overwrite: any run, unless `resumed` (the run being continued) is that very folder."""
+    contents = run_contents(folder)
+    if not contents:
+        return
+    resumable = (folder / CHECKPOINTS / LAST_CHECKPOINT).is_file()
+    if resumed is not None and resumed.absolute() == folder.absolute():
+        if ckpt_path != LAST or resumable:
+            return
+        raise RunFolderError(
+            f"ckpt_path=last: {key}={folder} holds a run ({', '.join(contents)}) but no "
+            f"{CHECKPOINTS}/{LAST_CHECKPOINT} to continue. Give one of its checkpoints "
+            f"(ckpt_path={folder}/{CHECKPOINTS}/<file>.ckpt) or a new {key}."
+        )
+    elsewhere = f" (ckpt_path={ckpt_path} is not one of its checkpoints)" if ckpt_path else ""
+    resume = f", or continue that run with ckpt_path=last and the same {key}" if resumable else ""
+    raise RunFolderError(
+        f"{key}={folder} already holds another run ({', '.join(contents)}){elsewhere}; "
+        "writing there would overwrite its config and mix two runs' checkpoints and "
+        f"TensorBoard logs. Nothing was written. Give a new folder ({key}=<new folder>, or "
+        f"leave {key} unset for a fresh one under outputs/){resume}."
+    )
+
+
+def check_run_folders(config: DictConfig) -> None:
+    """Raise RunFolderError when a folder a single run would write to (`hydra.run.dir`, and
+    `paths.output_dir` when set apart from it) holds another run.
+
+    `config` is the composed config with Hydra's node, as Hydra holds it before the run's
+    folder is made (hydra.runtime.output_dir not yet set).
+    """
+    config = copy.deepcopy(config)
+    HydraConfig.instance().set_config(config)  # ${hydra:runtime.cwd} in the folders
+    run_folder = Path(str(config.hydra.run.dir)).absolute()
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.runtime.output_dir = str(run_folder)
+    HydraConfig.instance().set_config(config)
+    output_dir = Path(str(OmegaConf.select(config, "paths.output_dir", default=run_folder)))
+    output_dir = output_dir.absolute()
+    ckpt_path = OmegaConf.select(config, "ckpt_path", default=None)
+    resumed = resumed_run(ckpt_path and str(ckpt_path), output_dir)
+    check_run_folder(run_folder, "hydra.run.dir", ckpt_path, resumed)
+    if output_dir != run_folder:
+        check_run_folder(output_dir, "paths.output_dir", ckpt_path, resumed)
+
+
+def check_sweep_folder(config: DictConfig) -> None:
+    """Raise RunFolderError when a sweep's folder holds an earlier sweep whose job folders
+    this one would overwrite (unless it continues them: an Optuna study stored there numbers
+    its new jobs after the earlier ones, and ckpt_path=last continues each job's run)."""
+    if OmegaConf.select(config, "hydra.sweeper.storage") or config.get("ckpt_path") == LAST:
+        return
+    HydraConfig.instance().set_config(config)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    if not sweep_dir.is_dir():
+        return
+    earlier = ["multirun.yaml"] if (sweep_dir / "multirun.yaml").exists() else []
+    earlier += [f"{job.name}/" for job in sorted(sweep_dir.iterdir()) if run_contents(job)]
+    if earlier:
+        more = f" (and {len(earlier) - 5} more)" if len(earlier) > 5 else ""
+        shown = ", ".join(earlier[:5]) + more
+        raise RunFolderError(
+            f"hydra.sweep.dir={sweep_dir} already holds another sweep ({shown}); its job "
+            "folders would be overwritten. Nothing was written. Give a new hydra.sweep.dir "
+            "(or leave it unset for a fresh one under outputs/), or continue each of its jobs "
+            "with ckpt_path=last and the same hydra.sweep.dir."
+        )
+
+
+class RunFolderGuard(Callback):
+    """Stops a run or sweep, before Hydra writes anything, whose folder holds another run.
+
+    Registered in configs/hydra/default.yaml under `hydra.callbacks`. Hydra saves
+    <run>/.hydra/ before the task function and before `on_job_start`, so the check is made
+    when the run or sweep starts.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Lightning starts the other DDP processes of a run as this script again, into the
+        # folder rank zero has just made (LOCAL_RANK tells them apart): theirs to share.
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            return
+        _exit_on_error(check_run_folders, config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _exit_on_error(check_sweep_folder, config)
+
+
+def _exit_on_error(check: Callable[[DictConfig], None], config: DictConfig) -> None:
+    try:
+        check(config)
+    except RunFolderError as error:
+        # Hydra turns an exception raised in a callback into a warning and goes on; a
+        # SystemExit stops the run, and prints its message without a traceback.
+        raise SystemExit(f"{type(error).__name__}: {error}") from error

@@ -166,6 +166,30 @@ def resume_path(cfg: DictConfig) -> str | None:
     return str(ckpt_path)
 
 
+def check_unfinished(ckpt_path: str, cfg: DictConfig) -> None:
+    """Raise ConfigError if the checkpoint's run has already trained all its epochs: the
+    fit would do nothing and the run folder would be written for no reason."""
+    loops = read_checkpoint(ckpt_path).get("loops") or {}
+    progress = loops.get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    # `processed` counts the epochs whose batches all ran; `completed` lags one behind
+    # in the checkpoint written at the end of an epoch.
+    done, max_epochs = int(progress.get("processed", 0)), int(cfg.trainer.max_epochs)
+    if done >= max_epochs:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: {ckpt_path} has trained all of its {done} epochs "
+            f"(trainer.max_epochs={max_epochs}). To train longer, raise trainer.max_epochs; "
+            f"to score it, run scripts/eval.py ckpt_path={ckpt_path}"
+        )
+
+
+def checked_resume_path(cfg: DictConfig) -> str | None:
+    """Return resume_path(cfg), checked to have epochs left to train when training."""
+    ckpt_path = resume_path(cfg)
+    if ckpt_path and cfg.get("train", True):
+        check_unfinished(ckpt_path, cfg)
+    return ckpt_path
+
+
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (torch.Tensor, float, int))}
 
@@ -177,7 +201,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, floa
     of <run>/result.json that sweep summaries read).
     """
     validate(cfg)
-    ckpt_path = resume_path(cfg)
+    ckpt_path = checked_resume_path(cfg)
     save_resolved_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)

@@ -12,6 +12,7 @@ from convnet.callbacks.filters import FilterImages
 from convnet.callbacks.gradcam import GradCAM
 from convnet.callbacks.histograms import Histograms
 from convnet.callbacks.hparams import HParams
+from convnet.callbacks.memory import MemoryMonitor
 from convnet.callbacks.mistakes import Mistakes
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "GradCAM",
     "HParams",
     "Histograms",
+    "MemoryMonitor",
     "Mistakes",
     "PictureCallback",
     "PictureContext",
