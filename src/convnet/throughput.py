@@ -15,7 +15,6 @@ judged by its fastest repeat (other work on a shared machine only ever slows a r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
+from convnet.callbacks.memory import host_rss_mib
 from convnet.config import ConfigError
 from convnet.data import ImageDataModule
 from convnet.data.splits import TensorSplit
@@ -169,7 +169,7 @@ class _PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.005):
-            self.peak_mib = max(self.peak_mib, host_rss_mib())
+            self.peak_mib = max(self.peak_mib, host_rss_mib() or 0.0)
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
@@ -177,16 +177,7 @@ class _PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self.peak_mib = max(self.peak_mib, host_rss_mib())
-
-
-def host_rss_mib() -> float:
-    """Return this process's resident memory in MiB (Linux /proc; else the peak so far)."""
-    with contextlib.suppress(OSError), open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            self.peak_mib = max(self.peak_mib, host_rss_mib() or 0.0)
 
 
 def _synchronize(device: torch.device) -> None:

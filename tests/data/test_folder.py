@@ -61,11 +61,13 @@ def test_test_folder_becomes_the_test_split(tmp_path):
     assert [label for _, label in _items(splits.test)] == [0, 1, 1, 1]
 
 
-def test_val_folder_missing_a_class_keeps_the_train_labels(tmp_path):
+def test_val_folder_missing_a_class_keeps_the_train_labels_and_warns(tmp_path, caplog):
     _make_classes(tmp_path / "train", {"cat": 2, "dog": 2})
     _make_classes(tmp_path / "val", {"dog": 2})
-    splits = ImageFolderSource(tmp_path, image_size=4).load()
+    with caplog.at_level(logging.WARNING):
+        splits = ImageFolderSource(tmp_path, image_size=4).load()
     assert splits.val.targets == [1, 1]
+    assert "no folder for 1 of the 2 classes (cat)" in caplog.text
 
 
 def test_train_folder_without_val_folder_is_split(tmp_path):

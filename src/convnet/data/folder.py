@@ -191,6 +191,18 @@ class ImageFolderSource:
                 f"class folders in {split_dir} that are not in {train_dir}: {', '.join(unknown)}; "
                 f"add training images for them to {train_dir} or remove them from {split_dir}"
             )
+        missing = [name for name in class_to_idx if name not in classes]
+        if missing:
+            # Labels stay those of train/; only the scores cover fewer classes.
+            log.warning(
+                "%s has no folder for %d of the %d classes (%s): its accuracy covers only the "
+                "others; add images of every class to %s for a score over all of them",
+                split_dir,
+                len(missing),
+                len(class_to_idx),
+                ", ".join(missing[:10]),
+                split_dir,
+            )
         return self._scan(split_dir, classes, class_to_idx, require_every_class=False)
 
     def _scan(
