@@ -45,7 +45,7 @@ VISUAL_CALLBACKS = (
     "hparams",
 )
 # Display only, and the same in every arm: left out so the log stays readable.
-QUIET = ("callbacks.rich_progress_bar=null",)
+QUIET = ("++callbacks.rich_progress_bar=null",)
 
 
 def compose_run(overrides: Sequence[str], output_dir: Path) -> DictConfig:
@@ -166,9 +166,10 @@ def throughput(
 ) -> Throughput:
     """Return the throughput of the arms (convnet.throughput) for the run `overrides`."""
     output_dir = output_dir or _output_dir("throughput")
-    cfg = compose_run([*QUIET, *overrides], output_dir / "config")
+    # (b) runs as scripts/train.py does, progress bar included.
+    cfg = compose_run(overrides, output_dir / "config")
     benchmark = ThroughputBenchmark(
-        cfg, compose_run, [*QUIET, *overrides], output_dir, warmup, steps, loader_workers
+        cfg, compose_run, overrides, output_dir, warmup, steps, loader_workers
     )
     return benchmark.run(arms, repeats)
 
