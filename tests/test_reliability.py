@@ -1,5 +1,7 @@
 """Checkpoints survive failures; diverged runs and mismatched checkpoints stop with a reason."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from convnet.config import ConfigError
 from convnet.guards import DivergenceError
 from convnet.models import VGG
 from convnet.train import logger_options, train
+from tests.compose import REPO
 
 QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
 
@@ -110,3 +113,12 @@ def test_a_resumed_run_purges_the_tensorboard_steps_from_its_checkpoint_on(
     # Testing a checkpoint must not hide the steps its run logged after it.
     tested = train_config("ckpt_path=last", "train=false")
     assert logger_options(tested.logger.tensorboard, tested) == {}
+
+
+@pytest.mark.slow
+def test_a_config_mistake_is_one_message_without_a_traceback(tmp_path: Path) -> None:
+    command = [sys.executable, str(REPO / "scripts" / "train.py"), "optimizer.lr=-1"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "ConfigError: invalid config:\n  optimizer.lr=-1 is not allowed" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -25,14 +25,24 @@ class Residual(nn.Module):
         return x + self.res2(self.res1(x))
 
 
+class Mul(nn.Module):
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
 def page_resnet9(num_classes: int = 10) -> nn.Sequential:
-    """Page's network ("How to train your ResNet 4: Architecture"), without its 0.125 Mul."""
+    """Page's network ("How to train your ResNet 4: Architecture"), logits scaled by 0.125."""
     return nn.Sequential(
         conv_bn(3, 64),  # prep
         conv_bn(64, 128), nn.MaxPool2d(2), Residual(128),  # layer1
         conv_bn(128, 256), nn.MaxPool2d(2),  # layer2
         conv_bn(256, 512), nn.MaxPool2d(2), Residual(512),  # layer3
         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(512, num_classes, bias=False),
+        Mul(0.125),
     )  # fmt: skip
 
 
@@ -61,6 +71,6 @@ def test_resnet9_takes_grey_28x28_mnist_images(tmp_path: Path) -> None:
     model = resnet9(tmp_path, "data=mnist", "data.image_size=[28,28]").eval()
     assert model.layers.prep[0].in_channels == 1
     # 28 -> 14 -> 7 -> 3 before the global max-pool.
-    assert model.shapes[-3] == (512, 3, 3)
+    assert model.shapes[-4] == (512, 3, 3)
     with torch.no_grad():
         assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)

@@ -113,7 +113,8 @@ class CustomNet(nn.Module):
     layers: e.g. [{type: conv, filters: 32, kernel_size: 3, activation: relu},
         {type: max_pool}, {type: flatten}, {type: dense, units: 64}]. Types: conv, max_pool,
         avg_pool, global_avg_pool, global_max_pool, batch_norm, group_norm, layer_norm,
-        activation, dropout, flatten, dense (or linear), and residual: {type: residual,
+        activation, dropout, flatten, dense (or linear), scale ({type: scale, factor: 0.125}),
+        and residual: {type: residual,
         layers: [...]} computes x + body(x), its body built from its own list of layers like
         the stack (it must keep the shape; residuals may nest). Input sizes are inferred.
         Each layer is the module `layers.<name>`, where name is the layer's `name` key or

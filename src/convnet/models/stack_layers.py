@@ -188,6 +188,27 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
+class Scale(nn.Module):
+    """Multiplies its input by a fixed factor (e.g. logits by 0.125, as in Page's ResNet-9)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+def scale(shape: Shape, factor: float) -> nn.Module:
+    """Return a layer multiplying its input by `factor` (no weights)."""
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor == 0:
+        raise ValueError(f"factor={factor!r} is not allowed: use a non-zero number, e.g. 0.125.")
+    return Scale(float(factor))
+
+
 # type -> builder. `linear` is PyTorch's word for Keras' `dense`. `residual` is not here:
 # it holds a list of layers, which CustomNet builds itself.
 LAYER_TYPES: dict[str, Callable[..., nn.Module]] = {
@@ -204,4 +225,5 @@ LAYER_TYPES: dict[str, Callable[..., nn.Module]] = {
     "flatten": flatten,
     "dense": dense,
     "linear": dense,
+    "scale": scale,
 }
