@@ -41,7 +41,7 @@ def test_the_script_prints_every_arm_and_the_ratios_last(tmp_path: Path) -> None
         speeds = re.findall(r"\d+\.?\d*", row.split(arm)[1])
         assert len(speeds) >= 6 and all(float(s) > 0 for s in speeds[:3]), row
     # convnet's run went where runs go: outputs/ of the working directory.
-    assert list((tmp_path / "outputs" / "benchmark").glob("*_throughput/convnet-1"))
+    assert list((tmp_path / "outputs" / "benchmark").glob("*_throughput/convnet-0"))
 
 
 def test_the_ratios_are_those_of_the_best_repeats(tmp_path: Path) -> None:
