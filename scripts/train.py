@@ -11,7 +11,7 @@ from convnet.console import config_tree, show
 from convnet.guards import DivergenceError
 from convnet.runs import NoRunToResumeError, register_resolvers
 from convnet.sweeps.results import JobRecorder
-from convnet.train import checked_resume_path, train
+from convnet.train import resume_checkpoint, train
 
 register_resolvers()
 
@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if HydraConfig.get().mode == RunMode.RUN:
             # A checkpoint that cannot be resumed fails before result.json is written over.
-            checked_resume_path(cfg)
+            resume_checkpoint(cfg)
         # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is recorded
         # and returns NaN instead of stopping the sweep.
         recorder = JobRecorder.for_run(cfg)

@@ -104,12 +104,21 @@ def precision_for(trainer_cfg: DictConfig) -> str:
     return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> L.Trainer:
-    """Return the Lightning Trainer with the run's callbacks and loggers (and `extra_callbacks`)."""
+def build_trainer(
+    cfg: DictConfig,
+    extra_callbacks: Sequence[Callback] = (),
+    checkpoint: dict[str, Any] | None = None,
+) -> L.Trainer:
+    """Return the Lightning Trainer with the run's callbacks and loggers (and `extra_callbacks`).
+
+    checkpoint: the contents of the checkpoint the run resumes from, if already read.
+    """
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += extra_callbacks
     loggers = [
-        instantiate(c, **logger_options(c, cfg)) for c in (cfg.get("logger") or {}).values() if c
+        instantiate(c, **logger_options(c, cfg, checkpoint))
+        for c in (cfg.get("logger") or {}).values()
+        if c
     ]
     if not loggers:
         # It has nowhere to write (Lightning would refuse to start).
@@ -125,7 +134,9 @@ def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> 
     )
 
 
-def logger_options(logger_cfg: DictConfig, cfg: DictConfig) -> dict[str, Any]:
+def logger_options(
+    logger_cfg: DictConfig, cfg: DictConfig, checkpoint: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Return the options a logger gets beyond its config: `purge_step` for the TensorBoard
     logger of a resumed training run, the global step of the checkpoint it resumes from.
 
@@ -133,12 +144,15 @@ def logger_options(logger_cfg: DictConfig, cfg: DictConfig) -> dict[str, Any]:
     again; TensorBoard hides the earlier session's events from `purge_step` on, so no step
     shows twice. Lightning logs at the number of optimizer steps taken (the global step with
     one optimizer), and the epoch-end metrics of the checkpoint's epoch one step before it.
+    `checkpoint`: the resumed checkpoint's contents when the caller has read them already.
     """
     target = str(logger_cfg.get("_target_", ""))
     if not target.endswith("TensorBoardLogger") or not cfg.get("train"):
         return {}
-    ckpt_path = resume_path(cfg)
-    step = None if ckpt_path is None else read_checkpoint(ckpt_path).get("global_step")
+    if checkpoint is None:
+        ckpt_path = resume_path(cfg)
+        checkpoint = {} if ckpt_path is None else read_checkpoint(ckpt_path)
+    step = checkpoint.get("global_step")
     return {} if step is None else {"purge_step": int(step)}
 
 
@@ -166,10 +180,10 @@ def resume_path(cfg: DictConfig) -> str | None:
     return str(ckpt_path)
 
 
-def check_unfinished(ckpt_path: str, cfg: DictConfig) -> None:
-    """Raise ConfigError if the checkpoint's run has already trained all its epochs: the
-    fit would do nothing and the run folder would be written for no reason."""
-    loops = read_checkpoint(ckpt_path).get("loops") or {}
+def check_unfinished(ckpt_path: str, checkpoint: dict[str, Any], cfg: DictConfig) -> None:
+    """Raise ConfigError if the checkpoint (read from ckpt_path) has already trained all its
+    epochs: the fit would do nothing and the run folder would be written for no reason."""
+    loops = checkpoint.get("loops") or {}
     progress = loops.get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     # `processed` counts the epochs whose batches all ran; `completed` lags one behind
     # in the checkpoint written at the end of an epoch.
@@ -182,12 +196,15 @@ def check_unfinished(ckpt_path: str, cfg: DictConfig) -> None:
         )
 
 
-def checked_resume_path(cfg: DictConfig) -> str | None:
-    """Return resume_path(cfg), checked to have epochs left to train when training."""
+def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None]:
+    """Return the checkpoint file to resume from and, when training, its contents (read
+    once, memory-mapped) checked to have epochs left; (None, None) for a fresh run."""
     ckpt_path = resume_path(cfg)
-    if ckpt_path and cfg.get("train", True):
-        check_unfinished(ckpt_path, cfg)
-    return ckpt_path
+    if not ckpt_path or not cfg.get("train", True):
+        return ckpt_path, None
+    checkpoint = read_checkpoint(ckpt_path)
+    check_unfinished(ckpt_path, checkpoint, cfg)
+    return ckpt_path, checkpoint
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
@@ -201,7 +218,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, floa
     of <run>/result.json that sweep summaries read).
     """
     validate(cfg)
-    ckpt_path = checked_resume_path(cfg)
+    ckpt_path, checkpoint = resume_checkpoint(cfg)
     save_resolved_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
@@ -212,11 +229,11 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, floa
         model.compile(**options)
         log.info("compiling the network with torch.compile(%s)", options or "")
     module = build_module(cfg, model)
-    trainer = build_trainer(cfg, callbacks)
+    trainer = build_trainer(cfg, callbacks, checkpoint)
 
     if cfg.get("train", True):
         if ckpt_path:
-            check_compatible(read_checkpoint(ckpt_path)["state_dict"], module, ckpt_path)
+            check_compatible(checkpoint["state_dict"], module, ckpt_path)
             log.info("resuming from %s", ckpt_path)
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
