@@ -58,6 +58,7 @@ def test_models_take_each_data_sets_images(data: str, model: str, tmp_path: Path
         ("optimizer.weight_decay=-1", "optimizer.weight_decay=-1"),
         ("module.label_smoothing=1.0", "module.label_smoothing=1.0"),
         ("data.image_size=[32]", "data.image_size=[32]"),
+        ("keep_host_memory=sometimes", "keep_host_memory='sometimes'"),
     ],
 )
 def test_bad_values_fail_before_training_naming_the_key(

@@ -11,6 +11,8 @@
 Each arm trains `warmup` steps, then is timed over `steps` steps (the device is
 synchronised at both ends only); arms are interleaved, repeat after repeat, and each is
 judged by its fastest repeat (other work on a shared machine only ever slows a run).
+On the CPU, all arms run with the host allocator convnet's training sets up
+(convnet.host_memory, `keep_host_memory`), as it is one setting for the whole process.
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ from convnet.callbacks.memory import host_rss_mib
 from convnet.config import ConfigError
 from convnet.data import ImageDataModule
 from convnet.data.splits import TensorSplit
-from convnet.train import build_model, build_module, compile_options, precision_for, train
+from convnet.train import (
+    build_model,
+    build_module,
+    compile_options,
+    precision_for,
+    prepare_host_memory,
+    train,
+    trains_on_cuda,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +243,9 @@ class ThroughputBenchmark:
     ) -> None:
         self.cfg, self.compose, self.overrides = cfg, compose, list(overrides)
         self.output_dir, self.warmup, self.steps = output_dir, warmup, steps
-        accelerator = str(cfg.trainer.get("accelerator", "auto"))
-        on_cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        on_cuda = trains_on_cuda(cfg.trainer)
+        # Process-wide, so set before any arm runs: every arm gets the same allocator.
+        prepare_host_memory(cfg)
         self.device = torch.device("cuda" if on_cuda else "cpu")
         self.precision = precision_for(cfg.trainer)
         self.dtype = autocast_dtype(self.precision)

@@ -22,6 +22,7 @@ from convnet.checkpoints import AtomicCheckpointIO, check_compatible, read_check
 from convnet.config import ConfigError, validate
 from convnet.data import ImageDataModule
 from convnet.guards import CheckpointOnInterrupt, DivergenceGuard
+from convnet.host_memory import keep_freed_memory
 from convnet.models.pretrained import load_pretrained
 from convnet.module import ImageClassifier
 from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT, newest_resumable_run
@@ -94,14 +95,25 @@ def compile_options(cfg: DictConfig) -> dict[str, Any] | None:
     return None
 
 
+def trains_on_cuda(trainer_cfg: DictConfig) -> bool:
+    """Return whether the trainer config trains on a CUDA GPU of this machine."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
 def precision_for(trainer_cfg: DictConfig) -> str:
     """Return the trainer precision: `auto` means bf16 mixed on CUDA, fp32 elsewhere."""
     precision = str(trainer_cfg.get("precision", "auto"))
     if precision != "auto":
         return precision
-    on_cuda = trainer_cfg.get("accelerator", "auto") in ("auto", "gpu", "cuda")
-    on_cuda = on_cuda and torch.cuda.is_available()
+    on_cuda = trains_on_cuda(trainer_cfg)
     return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def prepare_host_memory(cfg: DictConfig) -> None:
+    """On the CPU, keep the memory each step frees for the next (`keep_host_memory`)."""
+    if cfg.get("keep_host_memory", True) and not trains_on_cuda(cfg.trainer):
+        keep_freed_memory()
 
 
 def build_trainer(
@@ -220,6 +232,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, floa
     validate(cfg)
     ckpt_path, checkpoint = resume_checkpoint(cfg)
     save_resolved_config(cfg)
+    prepare_host_memory(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
     model = build_model(cfg.model)
