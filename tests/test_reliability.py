@@ -1,11 +1,14 @@
 """Checkpoints survive failures; diverged runs and mismatched checkpoints stop with a reason."""
 
+import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.fabric.utilities.data import AttributeDict
 
 from convnet.checkpoints import (
     AtomicCheckpointIO,
@@ -14,7 +17,7 @@ from convnet.checkpoints import (
     read_checkpoint,
 )
 from convnet.config import ConfigError
-from convnet.guards import DivergenceError
+from convnet.guards import DivergenceError, DivergenceGuard
 from convnet.models import VGG
 from convnet.train import logger_options, train
 from tests.compose import REPO
@@ -91,6 +94,38 @@ def test_a_diverging_run_stops_naming_step_and_lr_and_keeps_the_good_checkpoint(
     with pytest.raises(DivergenceError, match=r"at step \d+ \(epoch 0\) with learning rate 1e\+06"):
         train(diverging)
     assert last.read_bytes() == good
+
+
+def _guarded(losses: list[float], num_classes: int = 10, **options) -> None:
+    """Feed a DivergenceGuard the losses of consecutive steps, as Lightning's loop does."""
+    guard = DivergenceGuard(check_every_n_steps=1, **options)
+    optimizer = SimpleNamespace(param_groups=[{"lr": 0.1}])
+    trainer = SimpleNamespace(global_step=0, current_epoch=0, optimizers=[optimizer])
+    module = SimpleNamespace(hparams=AttributeDict(num_classes=num_classes), device="cpu")
+    guard.on_fit_start(trainer, module)
+    for index, loss in enumerate(losses):
+        guard.on_train_batch_start(trainer, module, None, index)
+        trainer.global_step += 1  # the optimizer has stepped by the batch's end
+        guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, None, index)
+
+
+def test_a_finite_loss_far_above_a_guess_is_divergence() -> None:
+    # 20 x ln(10) = 46.05: a loss just under it is (barely) a run that may still learn.
+    _guarded([2.3, 2.0, 46.0, 3.0])
+    with pytest.raises(DivergenceError, match=r"blew up to 47 .* at step 2 \(epoch 0\)"):
+        _guarded([2.3, 2.0, 47.0, 3.0])
+    # The bound follows the number of classes: 20 x ln(2) = 13.9.
+    with pytest.raises(DivergenceError, match="blew up to 14"):
+        _guarded([0.7, 14.0], num_classes=2)
+    _guarded([0.7, 14.0], num_classes=100)  # ln(100) x 20 = 92
+
+
+def test_without_a_loss_bound_only_nan_and_infinity_are_divergence() -> None:
+    _guarded([2.3, 1e4, 2.0], loss_factor=None)
+    with pytest.raises(DivergenceError, match=r"NaN or infinite at step 1 "):
+        _guarded([2.3, math.nan, 2.0], loss_factor=None)
+    with pytest.raises(DivergenceError, match=r"NaN or infinite at step 0 "):
+        _guarded([math.inf], loss_factor=None)
 
 
 def test_asking_for_a_gpu_without_one_is_a_config_error(train_config) -> None:

@@ -110,6 +110,30 @@ def test_resuming_the_run_a_folder_holds_is_allowed_and_another_checkpoint_is_no
         check_run_folders(train_config("ckpt_path=last", output_dir=mine))
 
 
+def test_resuming_with_no_run_to_resume_stops_before_a_folder_is_made(
+    train_config, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    # What the run_dir resolver picks with nothing to resume: a fresh folder under runs/.
+    with pytest.raises(NoRunToResumeError, match=r"no run to resume under \S+runs \(no"):
+        check_run_folders(train_config("ckpt_path=last", output_dir=runs / "fresh"))
+    # A folder given by hand, next to a run that could resume: it has nothing to continue.
+    _finished_run(runs / "old")
+    with pytest.raises(NoRunToResumeError, match=r"\S+new holds no run to continue"):
+        check_run_folders(train_config("ckpt_path=last", output_dir=runs / "new"))
+
+
+@pytest.mark.slow
+def test_train_script_with_no_run_to_resume_makes_no_run_folder(tmp_path: Path) -> None:
+    command = [sys.executable, str(REPO / "scripts" / "train.py"), "ckpt_path=last"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "NoRunToResumeError: ckpt_path=last: no run to resume" in done.stderr
+    assert "Traceback" not in done.stderr
+    runs = tmp_path / "outputs" / "train" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
 def test_an_empty_or_new_folder_is_free_and_paths_output_dir_is_checked_too(
     train_config, tmp_path: Path
 ) -> None:

@@ -236,7 +236,10 @@ def sweep(
     arms = list(rows[0][2].results)
     table = Table(
         title=f"throughput sweep: {' '.join(overrides) or 'default run'}",
-        caption=f"{rows[0][2].device}, {rows[0][2].precision}; best img/s of each arm",
+        caption=(
+            f"{rows[0][2].device}, {rows[0][2].precision}; best img/s of each arm; peak "
+            f"memory is {rows[0][2].memory_kind}"
+        ),
     )
     for column in ["batch", "image", *(f"({LETTERS[a]}) img/s" for a in arms)]:
         table.add_column(column, justify="right")

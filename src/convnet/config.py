@@ -51,6 +51,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.max_epochs": (_positive_int, "a positive integer, e.g. 10"),
     "module.label_smoothing": (_fraction, "a number in [0, 1), e.g. 0.1"),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "divergence_loss_factor": (_positive_number, "a positive number, e.g. 20, or null"),
     "keep_host_memory": (lambda v: isinstance(v, bool), "true or false"),
     "compile": (
         lambda v: isinstance(v, bool | DictConfig),

@@ -4,6 +4,7 @@ checkpoint an interrupted one before it exits."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,17 @@ log = logging.getLogger(__name__)
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or blew up far beyond a guess's."""
 
 
 class DivergenceGuard(Callback):
-    """Stops training when the loss is NaN or infinite, before the next checkpoint.
+    """Stops training when the loss diverges, before the next checkpoint.
+
+    Diverged means NaN or infinite, or above `loss_factor` times the loss of a uniform
+    guess over the classes (ln of their number: 2.3 for 10): a run whose loss reaches
+    46 on 10 classes has blown up even if the numbers are still finite (a learning rate
+    too high often takes the loss to thousands without a NaN), and no batch of a run
+    that is learning comes near it. `loss_factor=None` checks NaN and infinity only.
 
     The check accumulates on the device and reads it back every `check_every_n_steps`
     and before every validation, so it costs one host-device sync per N steps; the
@@ -29,17 +36,27 @@ class DivergenceGuard(Callback):
     and `best` and `last.ckpt` stay those of the last good epoch.
     """
 
-    def __init__(self, check_every_n_steps: int = 50) -> None:
+    def __init__(self, check_every_n_steps: int = 50, loss_factor: float | None = 20.0) -> None:
         if check_every_n_steps < 1:
             raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
-        self.check_every_n_steps = check_every_n_steps
+        if loss_factor is not None and not loss_factor > 0:
+            raise ValueError(f"loss_factor={loss_factor} must be positive (or None)")
+        self.check_every_n_steps, self.loss_factor = check_every_n_steps, loss_factor
+        self._max_loss = math.inf  # the loss above which a run has diverged
         self._steps: torch.Tensor | None = None  # steps seen since the last check
-        self._first_bad: torch.Tensor | None = None  # first non-finite one, or -1
+        self._first_bad: torch.Tensor | None = None  # first diverged one, or -1
+        self._bad_loss: torch.Tensor | None = None  # its loss
         self._lrs: list[float] = []  # learning rate of each of those steps (host floats)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        num_classes = getattr(pl_module, "hparams", {}).get("num_classes")
+        if self.loss_factor is not None and num_classes and num_classes >= 2:
+            self._max_loss = self.loss_factor * math.log(num_classes)
 
     def _reset(self, device: torch.device) -> None:
         self._steps = torch.zeros((), dtype=torch.long, device=device)
         self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self._bad_loss = torch.zeros((), device=device)
         self._lrs = []
 
     def on_train_batch_start(
@@ -61,8 +78,11 @@ class DivergenceGuard(Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None or self._steps is None:
             return
-        bad = ~torch.isfinite(loss.detach())
-        self._first_bad = torch.where(bad & (self._first_bad < 0), self._steps, self._first_bad)
+        loss = loss.detach().float()
+        # NaN > x is False, so NaN needs its own test.
+        first = (~torch.isfinite(loss) | (loss > self._max_loss)) & (self._first_bad < 0)
+        self._first_bad = torch.where(first, self._steps, self._first_bad)
+        self._bad_loss = torch.where(first, loss, self._bad_loss)
         self._steps += 1
         if trainer.global_step % self.check_every_n_steps == 0:
             self._check(trainer)
@@ -77,17 +97,24 @@ class DivergenceGuard(Callback):
     def _check(self, trainer: L.Trainer) -> None:
         if self._first_bad is None:
             return
-        first_bad, steps = int(self._first_bad), int(self._steps)
+        first_bad, steps, loss = int(self._first_bad), int(self._steps), float(self._bad_loss)
         if first_bad < 0:
             self._reset(self._first_bad.device)
             return
         step = trainer.global_step - steps + first_bad
         lr = self._lrs[first_bad] if first_bad < len(self._lrs) else float("nan")
+        if math.isfinite(loss):
+            what = (
+                f"the loss blew up to {loss:.4g} (over {self.loss_factor:g} times the "
+                f"{self._max_loss / self.loss_factor:.3g} of a uniform guess)"
+            )
+        else:
+            what = "the loss became NaN or infinite"
         raise DivergenceError(
-            f"training diverged: the loss became NaN or infinite at step {step} (epoch "
-            f"{trainer.current_epoch}) with learning rate {lr:.4g}. The checkpoints of the last "
-            "good epoch are kept. Try a lower optimizer.lr (e.g. half), a longer warm-up "
-            "(scheduler.pct_start or scheduler=cosine), or check the data's mean/std."
+            f"training diverged: {what} at step {step} (epoch {trainer.current_epoch}) with "
+            f"learning rate {lr:.4g}. The checkpoints of the last good epoch are kept. Try a "
+            "lower optimizer.lr (e.g. half), a longer warm-up (scheduler.pct_start or "
+            "scheduler=cosine), or check the data's mean/std."
         )
 
 

@@ -162,6 +162,15 @@ def check_run_folders(config: DictConfig) -> None:
     check_run_folder(run_folder, "hydra.run.dir", ckpt_path, resumed)
     if output_dir != run_folder:
         check_run_folder(output_dir, "paths.output_dir", ckpt_path, resumed)
+    if ckpt_path == LAST and "train" in config and not run_contents(output_dir):
+        # Nothing to continue: say so before Hydra makes an empty run folder. Under the
+        # runs folder, the run_dir resolver chose a fresh folder because none can resume.
+        newest_resumable_run(run_folder.parent)
+        raise NoRunToResumeError(
+            f"ckpt_path=last: {output_dir} holds no run to continue (no {CHECKPOINTS}/"
+            f"{LAST_CHECKPOINT}). Give the folder of the run to resume, or leave ckpt_path "
+            "unset for a fresh run."
+        )
 
 
 def check_sweep_folder(config: DictConfig) -> None:
@@ -209,7 +218,7 @@ class RunFolderGuard(Callback):
 def _exit_on_error(check: Callable[[DictConfig], None], config: DictConfig) -> None:
     try:
         check(config)
-    except RunFolderError as error:
+    except (RunFolderError, NoRunToResumeError) as error:
         # Hydra turns an exception raised in a callback into a warning and goes on; a
         # SystemExit stops the run, and prints its message without a traceback.
         raise SystemExit(f"{type(error).__name__}: {error}") from error

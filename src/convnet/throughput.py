@@ -166,8 +166,16 @@ class _PeakMemory:
         self._stop = threading.Event()
 
     @staticmethod
-    def kind(device: torch.device) -> str:
-        return "CUDA allocated" if device.type == "cuda" else "host RSS"
+    def kind(device: torch.device, kept: bool = False) -> str:
+        if device.type == "cuda":
+            return "CUDA allocated"
+        if kept:
+            # Freed memory stays with the process (convnet.host_memory).
+            return (
+                "host RSS, which never falls while host memory is kept: it includes what "
+                "ran before in this process"
+            )
+        return "host RSS"
 
     def __enter__(self) -> _PeakMemory:
         if self.device.type == "cuda":
@@ -245,7 +253,7 @@ class ThroughputBenchmark:
         self.output_dir, self.warmup, self.steps = output_dir, warmup, steps
         on_cuda = trains_on_cuda(cfg.trainer)
         # Process-wide, so set before any arm runs: every arm gets the same allocator.
-        prepare_host_memory(cfg)
+        self.keeps_host_memory = prepare_host_memory(cfg)
         self.device = torch.device("cuda" if on_cuda else "cpu")
         self.precision = precision_for(cfg.trainer)
         self.dtype = autocast_dtype(self.precision)
@@ -358,7 +366,7 @@ class ThroughputBenchmark:
             image_size=tuple(self.data.image_size),
             device=_device_name(self.device),
             precision=self.precision,
-            memory_kind=_PeakMemory.kind(self.device),
+            memory_kind=_PeakMemory.kind(self.device, self.keeps_host_memory),
             loader_workers=self.loader_workers,
             repeats=repeats,
         )

@@ -110,10 +110,12 @@ def precision_for(trainer_cfg: DictConfig) -> str:
     return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def prepare_host_memory(cfg: DictConfig) -> None:
-    """On the CPU, keep the memory each step frees for the next (`keep_host_memory`)."""
+def prepare_host_memory(cfg: DictConfig) -> bool:
+    """On the CPU, keep the memory each step frees for the next (`keep_host_memory`);
+    return whether this process keeps it."""
     if cfg.get("keep_host_memory", True) and not trains_on_cuda(cfg.trainer):
-        keep_freed_memory()
+        return keep_freed_memory()
+    return False
 
 
 def build_trainer(
@@ -139,7 +141,11 @@ def build_trainer(
         torch.backends.cudnn.benchmark = True
     return instantiate(
         cfg.trainer,
-        callbacks=[*callbacks, DivergenceGuard(), CheckpointOnInterrupt(last_checkpoint(cfg))],
+        callbacks=[
+            *callbacks,
+            DivergenceGuard(loss_factor=cfg.get("divergence_loss_factor", 20.0)),
+            CheckpointOnInterrupt(last_checkpoint(cfg)),
+        ],
         logger=loggers or False,
         precision=precision_for(cfg.trainer),
         plugins=[AtomicCheckpointIO()],
