@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -45,3 +47,9 @@ def compose_config(
         cfg.hydra.job.num = 0
     HydraConfig().set_config(cfg)
     return cfg
+
+
+def train_script(cwd: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python scripts/train.py <overrides>` in `cwd` as a user does; return what it did."""
+    command = [sys.executable, str(REPO / "scripts" / "train.py"), *overrides]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)

@@ -1,8 +1,6 @@
 """Checkpoints survive failures; diverged runs and mismatched checkpoints stop with a reason."""
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +18,7 @@ from convnet.config import ConfigError
 from convnet.guards import DivergenceError, DivergenceGuard
 from convnet.models import VGG
 from convnet.train import logger_options, train
-from tests.compose import REPO
+from tests.compose import train_script
 
 QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
 
@@ -152,8 +150,7 @@ def test_a_resumed_run_purges_the_tensorboard_steps_from_its_checkpoint_on(
 
 @pytest.mark.slow
 def test_a_config_mistake_is_one_message_without_a_traceback(tmp_path: Path) -> None:
-    command = [sys.executable, str(REPO / "scripts" / "train.py"), "optimizer.lr=-1"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = train_script(tmp_path, "optimizer.lr=-1", timeout=120)
     assert result.returncode == 1
     assert "ConfigError: invalid config:\n  optimizer.lr=-1 is not allowed" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,8 +1,6 @@
 """Run directories: fresh for a new run, the same for a resumed one."""
 
 import datetime
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from convnet.runs import (
     newest_resumable_run,
     run_dir,
 )
-from tests.compose import REPO, compose_config
+from tests.compose import compose_config, train_script
 
 
 def _run_with_checkpoint(runs: Path, name: str) -> Path:
@@ -125,8 +123,7 @@ def test_resuming_with_no_run_to_resume_stops_before_a_folder_is_made(
 
 @pytest.mark.slow
 def test_train_script_with_no_run_to_resume_makes_no_run_folder(tmp_path: Path) -> None:
-    command = [sys.executable, str(REPO / "scripts" / "train.py"), "ckpt_path=last"]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = train_script(tmp_path, "ckpt_path=last")
     assert done.returncode == 1
     assert "NoRunToResumeError: ckpt_path=last: no run to resume" in done.stderr
     assert "Traceback" not in done.stderr
@@ -165,8 +162,7 @@ def test_train_script_into_a_folder_holding_another_run_writes_nothing_there(
 ) -> None:
     mine = _finished_run(tmp_path / "mine")
     before = _snapshot(mine)
-    command = [sys.executable, str(REPO / "scripts" / "train.py"), f"hydra.run.dir={mine}"]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = train_script(tmp_path, f"hydra.run.dir={mine}")
     assert done.returncode == 1
     assert f"RunFolderError: hydra.run.dir={mine} already holds another run" in done.stderr
     assert "Traceback" not in done.stderr
