@@ -2,6 +2,7 @@
 
 python scripts/benchmark.py model=resnet20 data.batch_size=128   # (a), (b), (c); b/c, b/a
 python scripts/benchmark.py --sweep --batch-sizes 64,128,256 --image-sizes 32,64 model=vgg11
+python scripts/benchmark.py --sweep --models resnet18,vgg16_bn,resnet20 --batch-sizes 512
 python scripts/benchmark.py --callbacks                           # pictures' cost, whole runs
 Overrides are those of scripts/train.py.
 """
@@ -9,7 +10,14 @@ Overrides are those of scripts/train.py.
 import argparse
 import logging
 
-from convnet.benchmarks import callbacks_overhead, ratio_lines, sweep, throughput, throughput_table
+from convnet.benchmarks import (
+    CONFIGS,
+    callbacks_overhead,
+    ratio_lines,
+    sweep,
+    throughput,
+    throughput_table,
+)
 from convnet.console import show
 from convnet.throughput import ARMS
 
@@ -22,6 +30,15 @@ def _sizes(text: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give positive integers, e.g. 64,128,256")
     return sizes
+
+
+def _names(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if not (CONFIGS / "model" / f"{name}.yaml").is_file()]
+    if not names or unknown:
+        known = ", ".join(sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml")))
+        raise argparse.ArgumentTypeError(f"{text!r}: unknown model configs; choose from {known}")
+    return names
 
 
 def _arms(text: str) -> list[str]:
@@ -51,12 +68,20 @@ def main() -> None:
     )
     parser.add_argument("--batch-sizes", type=_sizes, default=[32, 64, 128, 256])
     parser.add_argument("--image-sizes", type=_sizes, default=[32])
+    parser.add_argument(
+        "--models",
+        type=_names,
+        default=[],
+        help="sweep these model configs, e.g. resnet18,vgg16_bn,resnet20 (the run's model)",
+    )
     parser.add_argument("overrides", nargs="*", help="train config overrides, e.g. model=vgg11")
     args = parser.parse_args()
     for name in ("repeats", "warmup", "steps"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "warmup" else 1):
             parser.error(f"--{name}={value} is too small")
+    if args.models and not args.sweep:
+        parser.error("--models goes with --sweep, e.g. --sweep --models=resnet20,vgg11")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = {
         "warmup": args.warmup,
@@ -72,6 +97,7 @@ def main() -> None:
                 args.batch_sizes,
                 args.image_sizes,
                 args.overrides,
+                models=args.models,
                 repeats=args.repeats or 1,
                 **options,
             )

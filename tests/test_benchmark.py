@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from convnet.benchmarks import throughput
+from convnet.benchmarks import sweep, throughput
 from tests.compose import REPO
 
 pytestmark = pytest.mark.slow
@@ -55,3 +55,20 @@ def test_the_ratios_are_those_of_the_best_repeats(tmp_path: Path) -> None:
     assert result.ratio("convnet", "plain") is None  # (a) did not run
     assert result.flops_per_image > 0
     assert result.batch_size == 32 and result.image_size == (32, 32)  # digits upsampled
+
+
+def test_a_sweep_over_models_has_a_row_per_model_and_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = [override for override in TINY if not override.startswith("model=")]
+    table = sweep([16, 32], [32], run, models=["custom_allconv", "small"], repeats=1,
+                  warmup=1, steps=2, arms=["convnet", "model"])  # fmt: skip
+    columns = {column.header: list(column.cells) for column in table.columns}
+    assert columns["model"] == ["custom_allconv", "custom_allconv", "small", "small"]
+    assert columns["batch"] == ["16", "32", "16", "32"]
+    # Each row measured its own model: the two networks differ in FLOPs per image.
+    flops = columns["GFLOP/image"]
+    assert flops[0] == flops[1] != flops[2] == flops[3]
+    assert all(float(ratio) > 0 for ratio in columns["b/c"])
+    assert len(list((tmp_path / "outputs" / "benchmark").glob("*_sweep/*-b*-32"))) == 4

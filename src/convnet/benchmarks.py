@@ -221,35 +221,46 @@ def sweep(
     batch_sizes: Sequence[int],
     image_sizes: Sequence[int],
     overrides: Sequence[str] = (),
+    models: Sequence[str] = (),
     **options: object,
 ) -> Table:
-    """Return a table of throughput over batch sizes and image sizes (square)."""
+    """Return a table of throughput over models (the run's own if none), batch sizes and
+    image sizes (square)."""
     output_dir = _output_dir("sweep")
     rows = []
-    for batch_size in batch_sizes:
-        for size in image_sizes:
-            setting = [f"data.batch_size={batch_size}", f"data.image_size=[{size},{size}]"]
-            result = throughput(
-                [*overrides, *setting], output_dir=output_dir / f"b{batch_size}-{size}", **options
-            )
-            rows.append((batch_size, size, result))
-    arms = list(rows[0][2].results)
+    for model in models or [None]:
+        chosen = [f"model={model}"] if model else []
+        for batch_size in batch_sizes:
+            for size in image_sizes:
+                setting = [
+                    *chosen,
+                    f"data.batch_size={batch_size}",
+                    f"data.image_size=[{size},{size}]",
+                ]
+                name = f"{model or 'run'}-b{batch_size}-{size}"
+                result = throughput([*overrides, *setting], output_dir=output_dir / name, **options)
+                rows.append((model, batch_size, size, result))
+    first = rows[0][3]
+    arms = list(first.results)
     table = Table(
         title=f"throughput sweep: {' '.join(overrides) or 'default run'}",
         caption=(
-            f"{rows[0][2].device}, {rows[0][2].precision}; best img/s of each arm; peak "
-            f"memory is {rows[0][2].memory_kind}"
+            f"{first.device}, {first.precision}; best img/s of each arm; peak memory is "
+            f"{first.memory_kind}"
         ),
     )
-    for column in ["batch", "image", *(f"({LETTERS[a]}) img/s" for a in arms)]:
+    for column in [*(["model"] if models else []), "batch", "image"]:
+        table.add_column(column, justify="right")
+    for column in [*(f"({LETTERS[a]}) img/s" for a in arms)]:
         table.add_column(column, justify="right")
     for column in ["GFLOP/image", "TFLOP/s (best arm)", "peak MiB", "b/c", "b/a"]:
         table.add_column(column, justify="right")
-    for batch_size, size, result in rows:
+    for model, batch_size, size, result in rows:
         best = max(r.best() for r in result.results.values())
         peak = max(r.peak_memory_mib for r in result.results.values())
         ratios = [result.ratio("convnet", "model"), result.ratio("convnet", "plain")]
         table.add_row(
+            *([model] if models else []),
             str(batch_size),
             f"{size}x{size}",
             *(f"{result.results[arm].best():.1f}" for arm in arms),
