@@ -95,15 +95,21 @@ class ImageClassifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.criterion(logits, labels)
-        # Metrics accumulate on the device; logging with on_epoch syncs once per epoch.
-        self.train_loss(loss.detach())
-        self.train_acc(logits.detach(), labels)
+        # Metrics accumulate on the device and are logged once, at the epoch's end. A step
+        # only updates them: calling a metric also computes its value for the batch, and
+        # each self.log of a metric moves it to the device again, which together cost more
+        # host time per step than a small network's forward pass.
+        self.train_loss.update(loss.detach())
+        self.train_acc.update(logits.detach(), labels)
         # Made on the device: a tensor copied from the host would wait for the device.
-        self.train_samples(labels.new_full((), labels.shape[0]))
-        self.log("train/samples", self.train_samples, on_step=False, on_epoch=True)
-        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.train_samples.update(labels.new_full((), labels.shape[0]))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Lightning computes (summed or averaged over DDP ranks) and resets them.
+        self.log("train/samples", self.train_samples)
+        self.log("train/loss", self.train_loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, prog_bar=True)
 
     def evaluation_logits(self, images: Tensor) -> Tensor:
         """Return the logits validation and test score: of the images, or with
