@@ -24,13 +24,14 @@ USER_ERRORS = (ConfigError, CheckpointError, NoRunToResumeError, DivergenceError
 def main(cfg: DictConfig) -> float | None:
     show(config_tree(cfg))
     try:
+        resume = None
         if HydraConfig.get().mode == RunMode.RUN:
             # A checkpoint that cannot be resumed fails before result.json is written over.
-            resume_checkpoint(cfg)
+            resume = resume_checkpoint(cfg)
         # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is recorded
         # and returns NaN instead of stopping the sweep.
         recorder = JobRecorder.for_run(cfg)
-        return recorder.run(lambda: train(cfg, callbacks=[recorder]))
+        return recorder.run(lambda: train(cfg, callbacks=[recorder], resume=resume))
     except USER_ERRORS as error:
         raise SystemExit(f"{type(error).__name__}: {error}") from error
 

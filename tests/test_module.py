@@ -134,7 +134,7 @@ def test_test_time_flip_scores_the_mean_logits_of_image_and_mirror() -> None:
 def test_the_optimizer_is_fused_unless_the_config_says_otherwise(fused, expected) -> None:
     module = _classifier()
     module.optimizer_factory = functools.partial(torch.optim.SGD, lr=0.1, fused=fused)
-    assert bool(module._build_optimizer().defaults["fused"]) is expected
+    assert bool(module.build_optimizer().defaults["fused"]) is expected
     # An optimizer without a fused kernel is built as it is.
     module.optimizer_factory = functools.partial(torch.optim.RMSprop, lr=0.1)
-    assert isinstance(module._build_optimizer(), torch.optim.RMSprop)
+    assert isinstance(module.build_optimizer(), torch.optim.RMSprop)

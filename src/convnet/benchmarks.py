@@ -14,7 +14,7 @@ import datetime
 import logging
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,8 @@ VISUAL_CALLBACKS = (
     "embeddings",
     "hparams",
 )
+# The ratios the throughput benchmark reports: b/c and b/a.
+RATIOS = (("convnet", "model"), ("convnet", "plain"))
 # Display only, and the same in every arm: left out so the log stays readable.
 QUIET = ("++callbacks.rich_progress_bar=null",)
 
@@ -152,9 +154,6 @@ def _output_dir(name: str) -> Path:
     return Path.cwd() / "outputs" / "benchmark" / f"{stamp}_{name}"
 
 
-BENCHMARKS: dict[str, Callable[..., Table]] = {"callbacks": callbacks_overhead}
-
-
 def throughput(
     overrides: Sequence[str] = (),
     repeats: int = 3,
@@ -210,7 +209,7 @@ def throughput_table(result: Throughput, title: str) -> Table:
 def ratio_lines(result: Throughput) -> list[str]:
     """Return `b/c = 0.97` and `b/a = 2.10`, for the ratios whose arms ran."""
     lines = []
-    for numerator, denominator in (("convnet", "model"), ("convnet", "plain")):
+    for numerator, denominator in RATIOS:
         ratio = result.ratio(numerator, denominator)
         if ratio is not None:
             lines.append(f"{LETTERS[numerator]}/{LETTERS[denominator]} = {ratio:.2f}")
@@ -249,16 +248,22 @@ def sweep(
             f"{first.memory_kind}"
         ),
     )
-    for column in [*(["model"] if models else []), "batch", "image"]:
-        table.add_column(column, justify="right")
-    for column in [*(f"({LETTERS[a]}) img/s" for a in arms)]:
-        table.add_column(column, justify="right")
-    for column in ["GFLOP/image", "TFLOP/s (best arm)", "peak MiB", "b/c", "b/a"]:
+    columns = [
+        *(["model"] if models else []),
+        "batch",
+        "image",
+        *(f"({LETTERS[a]}) img/s" for a in arms),
+        "GFLOP/image",
+        "TFLOP/s (best arm)",
+        "peak MiB",
+        *(f"{LETTERS[n]}/{LETTERS[d]}" for n, d in RATIOS),
+    ]
+    for column in columns:
         table.add_column(column, justify="right")
     for model, batch_size, size, result in rows:
         best = max(r.best() for r in result.results.values())
         peak = max(r.peak_memory_mib for r in result.results.values())
-        ratios = [result.ratio("convnet", "model"), result.ratio("convnet", "plain")]
+        ratios = [result.ratio(numerator, denominator) for numerator, denominator in RATIOS]
         table.add_row(
             *([model] if models else []),
             str(batch_size),

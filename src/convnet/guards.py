@@ -17,6 +17,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 log = logging.getLogger(__name__)
 
 
+# A run has diverged when its loss exceeds this many times a uniform guess's.
+LOSS_FACTOR = 20.0
+
+
 class DivergenceError(RuntimeError):
     """The loss became NaN or infinite, or blew up far beyond a guess's."""
 
@@ -36,7 +40,9 @@ class DivergenceGuard(Callback):
     and `best` and `last.ckpt` stay those of the last good epoch.
     """
 
-    def __init__(self, check_every_n_steps: int = 50, loss_factor: float | None = 20.0) -> None:
+    def __init__(
+        self, check_every_n_steps: int = 50, loss_factor: float | None = LOSS_FACTOR
+    ) -> None:
         if check_every_n_steps < 1:
             raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
         if loss_factor is not None and not loss_factor > 0:

@@ -162,7 +162,7 @@ class ImageClassifier(L.LightningModule):
         # Freed, not zero-filled: no memset kernel, and the next backward writes fresh.
         optimizer.zero_grad(set_to_none=True)
 
-    def _build_optimizer(self) -> Optimizer:
+    def build_optimizer(self) -> Optimizer:
         """Return the optimizer, fused (one kernel for all parameters) where torch has it.
 
         `optimizer.fused: null` (the default) means fused when torch has a fused kernel for
@@ -180,7 +180,7 @@ class ImageClassifier(L.LightningModule):
             return factory(groups, fused=None)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self._build_optimizer()
+        optimizer = self.build_optimizer()
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         total_steps = int(self.trainer.estimated_stepping_batches)

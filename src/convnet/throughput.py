@@ -39,9 +39,8 @@ from convnet.config import ConfigError
 from convnet.data import ImageDataModule
 from convnet.data.splits import TensorSplit
 from convnet.train import (
-    build_model,
     build_module,
-    compile_options,
+    build_network,
     precision_for,
     prepare_host_memory,
     train,
@@ -105,16 +104,13 @@ class _Step:
 
     def __init__(self, cfg: DictConfig, device: torch.device, dtype: torch.dtype | None) -> None:
         L.seed_everything(cfg.seed, verbose=False)
-        network = build_model(cfg.model).to(device)
+        network = build_network(cfg).to(device)
         if device.type == "cuda":
             network = network.to(memory_format=torch.channels_last)
-        options = compile_options(cfg)
-        if options is not None:
-            network.compile(**options)
         # The module only supplies the optimizer (fused as convnet's) and the loss.
         module = build_module(cfg, network)
         self.network = network.train()
-        self.optimizer = module._build_optimizer()
+        self.optimizer = module.build_optimizer()
         self.criterion = module.criterion
         self.device, self.dtype = device, dtype
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)

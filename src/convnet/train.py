@@ -21,7 +21,7 @@ from torch import nn
 from convnet.checkpoints import AtomicCheckpointIO, check_compatible, read_checkpoint
 from convnet.config import ConfigError, validate
 from convnet.data import ImageDataModule
-from convnet.guards import CheckpointOnInterrupt, DivergenceGuard
+from convnet.guards import LOSS_FACTOR, CheckpointOnInterrupt, DivergenceGuard
 from convnet.host_memory import keep_freed_memory
 from convnet.models.pretrained import load_pretrained
 from convnet.module import ImageClassifier
@@ -46,6 +46,17 @@ def build_model(model_cfg: DictConfig, pretrained_weights: bool = True) -> nn.Mo
     if pretrained is None or not pretrained_weights:
         return network
     return load_pretrained(network, pretrained)
+
+
+def build_network(cfg: DictConfig) -> nn.Module:
+    """Return the network of a run config, compiled as its `compile` key says."""
+    network = build_model(cfg.model)
+    options = compile_options(cfg)
+    if options is not None:
+        # In place, so the state_dict keeps the keys of the plain network (no _orig_mod).
+        network.compile(**options)
+        log.info("compiling the network with torch.compile(%s)", options or "")
+    return network
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -143,7 +154,7 @@ def build_trainer(
         cfg.trainer,
         callbacks=[
             *callbacks,
-            DivergenceGuard(loss_factor=cfg.get("divergence_loss_factor", 20.0)),
+            DivergenceGuard(loss_factor=cfg.get("divergence_loss_factor", LOSS_FACTOR)),
             CheckpointOnInterrupt(last_checkpoint(cfg)),
         ],
         logger=loggers or False,
@@ -229,25 +240,24 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (torch.Tensor, float, int))}
 
 
-def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
+def train(
+    cfg: DictConfig,
+    callbacks: Sequence[Callback] = (),
+    resume: tuple[str | None, dict[str, Any] | None] | None = None,
+) -> dict[str, float]:
     """Train (and test) the run `cfg` describes; return the final metrics by name.
 
     `callbacks` are added to those of `cfg.callbacks` (scripts/train.py passes the recorder
-    of <run>/result.json that sweep summaries read).
+    of <run>/result.json that sweep summaries read). `resume`: what resume_checkpoint(cfg)
+    returned, when the caller has called it already (the checkpoint is then read once).
     """
     validate(cfg)
-    ckpt_path, checkpoint = resume_checkpoint(cfg)
+    ckpt_path, checkpoint = resume if resume is not None else resume_checkpoint(cfg)
     save_resolved_config(cfg)
     prepare_host_memory(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
-    model = build_model(cfg.model)
-    options = compile_options(cfg)
-    if options is not None:
-        # In place, so the state_dict keeps the keys of the plain network (no _orig_mod).
-        model.compile(**options)
-        log.info("compiling the network with torch.compile(%s)", options or "")
-    module = build_module(cfg, model)
+    module = build_module(cfg, build_network(cfg))
     trainer = build_trainer(cfg, callbacks, checkpoint)
 
     if cfg.get("train", True):
