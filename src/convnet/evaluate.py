@@ -15,6 +15,7 @@ from convnet.config import ConfigError
 from convnet.console import metrics_table, show
 from convnet.data import ImageDataModule
 from convnet.module import CONFIG_KEY
+from convnet.stored_config import trusted_run_config
 from convnet.train import build_model, build_module, build_trainer
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def run_config(checkpoint: dict[str, Any], data_overrides: DictConfig | None) -> DictConfig:
-    """Return the checkpoint's run config with `data_overrides` merged into its data."""
-    cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
+def run_config(
+    checkpoint: dict[str, Any], data_overrides: DictConfig | None, source: str | Path
+) -> DictConfig:
+    """Return the checkpoint's run config (read from `source`), checked to hold data and no
+    code (see convnet.stored_config), with `data_overrides` merged into its data."""
+    cfg = trusted_run_config(checkpoint[CONFIG_KEY], source)
     if data_overrides:
         cfg.data = OmegaConf.merge(cfg.data, data_overrides)
     return cfg
@@ -47,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     if unknown:
         raise ConfigError(f"splits={list(cfg.splits)}: unknown {unknown}; allowed: {SPLITS}")
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    run = run_config(checkpoint, cfg.get("data"))
+    run = run_config(checkpoint, cfg.get("data"), cfg.ckpt_path)
     datamodule: ImageDataModule = instantiate(run.data)
     model = build_model(run.model, pretrained_weights=False)
     module = build_module(run, model)

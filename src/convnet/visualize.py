@@ -62,7 +62,7 @@ def visualize(cfg: DictConfig) -> list[Path]:
     keys of cfg override its data); `cfg.image` replaces the fixed validation images.
     """
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    run = run_config(checkpoint, cfg.get("data"))
+    run = run_config(checkpoint, cfg.get("data"), cfg.ckpt_path)
     datamodule = instantiate(run.data)
     datamodule.setup("fit")
     module = build_module(run, build_model(run.model, pretrained_weights=False))
