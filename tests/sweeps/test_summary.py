@@ -127,3 +127,22 @@ def test_the_script_summarizes_a_given_sweep(tmp_path: Path, monkeypatch) -> Non
 )
 def test_override_values_are_shown_short(value: str, shown: str) -> None:
     assert short_value(value) == shown
+
+
+def test_a_job_folders_yaml_is_read_as_written_and_never_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sweep folder may come from anyone: `${oc.env:...}` would read this machine's
+    # environment into the summary, and other resolvers could do more.
+    monkeypatch.setenv("CONVNET_SECRET", "s3cret")
+    _job(tmp_path, "0", ["optimizer.lr=0.1"], 0.9)
+    running = tmp_path / "1" / ".hydra"
+    running.mkdir(parents=True)
+    (running / "overrides.yaml").write_text("- optimizer.lr=${oc.env:CONVNET_SECRET}\n")
+    (running / "hydra.yaml").write_text(
+        "hydra:\n  sweeper:\n    direction: ${oc.env:CONVNET_SECRET}\n"
+    )
+    summary = summarize(tmp_path)
+    shown = {job.name: job.overrides for job in summary.jobs}
+    assert shown["1"] == {"optimizer.lr": "${oc.env:CONVNET_SECRET}"}
+    assert summary.direction == "maximize"  # guessed from the metric, not the file

@@ -7,13 +7,17 @@ gives the metric's mean and standard deviation over them.
 
 from __future__ import annotations
 
+import logging
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
 
 from convnet.sweeps.results import OK, RESULT_FILE, RUNNING, JobResult, read_result
+
+log = logging.getLogger(__name__)
 
 # Swept keys whose values are repeats of one setting rather than settings of their own.
 REPEAT_KEYS = ("seed", "data.fold")
@@ -123,11 +127,27 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
         if result is not None:
             overrides = result.overrides
         elif (path / ".hydra" / "overrides.yaml").is_file():
-            overrides = list(OmegaConf.load(path / ".hydra" / "overrides.yaml"))
+            overrides = _stored_overrides(path / ".hydra" / "overrides.yaml")
         else:
             overrides = []
         jobs.append(Job(path.name, path, _parse_overrides(overrides), result))
     return jobs
+
+
+def _read_yaml(path: Path) -> Any:
+    """Return a YAML file of a job folder as plain data: read with yaml.safe_load, so no
+    `${...}` in it is resolved (resolvers would run) and no tag builds an object."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        log.warning("%s is not valid YAML (%s): ignored", path, error)
+        return {}
+
+
+def _stored_overrides(path: Path) -> list[str]:
+    """Return the override strings Hydra stored in a job's .hydra/overrides.yaml, as written."""
+    overrides = _read_yaml(path)
+    return [str(item) for item in overrides] if isinstance(overrides, list) else []
 
 
 def newest_sweep(sweeps_dir: Path) -> Path:
@@ -149,9 +169,10 @@ def metric_direction(metric: str | None, sweep_dir: Path, jobs: list[Job]) -> st
     for job in jobs:
         hydra_file = job.path / ".hydra" / "hydra.yaml"
         if hydra_file.is_file():
-            direction = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.sweeper.direction")
-            if direction is not None:
-                first = direction[0] if OmegaConf.is_list(direction) else direction
+            sweeper = (_read_yaml(hydra_file).get("hydra") or {}).get("sweeper") or {}
+            direction = sweeper.get("direction") if isinstance(sweeper, dict) else None
+            first = direction[0] if isinstance(direction, list) and direction else direction
+            if str(first).lower() in ("maximize", "minimize"):
                 return str(first).lower()
             break
     name = (metric or "").lower()
