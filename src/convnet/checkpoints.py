@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,10 @@ from torch import nn
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file and the fix."""
+
+
+class DiskFullError(OSError):
+    """A checkpoint that did not fit on its disk; the message says the earlier one is intact."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -36,8 +42,45 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, target)
+        except Exception as error:
+            if _disk_full(error):
+                partial.unlink(missing_ok=True)  # so the free space reported is what is left
+                raise DiskFullError(errno.ENOSPC, _disk_full_message(target)) from error
+            raise
         finally:
             partial.unlink(missing_ok=True)
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Return whether `error`, or an error it was raised while handling, is a full disk."""
+    # torch.save reports a failed write as "RuntimeError: [enforce fail at
+    # inline_container.cc:...] unexpected pos", raised while handling the OSError.
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _disk_full_message(target: Path) -> str:
+    """Return what a full disk stopped, what it left intact, and how to go on."""
+    free = shutil.disk_usage(target.parent).free
+    if target.is_file():
+        earlier = (
+            f"The previous {target.name} ({target.stat().st_size / 1e6:.1f} MB) is intact: the "
+            "new one is written beside it and only then put in its place. Free space on that "
+            f"disk and resume from it (ckpt_path={target}), or"
+        )
+    else:
+        earlier = "No earlier checkpoint of that name was there; free space on that disk, or"
+    return (
+        f"cannot write checkpoint {target}: the disk is full (no space left on device; "
+        f"{free / 1e6:.1f} MB free in {target.parent}). {earlier} write the outputs to a disk "
+        "with room: paths.log_dir=<folder>."
+    )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
