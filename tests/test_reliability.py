@@ -1,12 +1,17 @@
 """Checkpoints survive failures; diverged runs and mismatched checkpoints stop with a reason."""
 
+import hashlib
 import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from lightning.fabric.utilities.data import AttributeDict
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from convnet.checkpoints import (
     AtomicCheckpointIO,
@@ -15,7 +20,7 @@ from convnet.checkpoints import (
     read_checkpoint,
 )
 from convnet.config import ConfigError
-from convnet.guards import DivergenceError, DivergenceGuard
+from convnet.guards import DivergenceError, DivergenceGuard, first_non_finite
 from convnet.models import VGG
 from convnet.train import logger_options, train
 from tests.compose import train_script
@@ -124,6 +129,103 @@ def test_without_a_loss_bound_only_nan_and_infinity_are_divergence() -> None:
         _guarded([2.3, math.nan, 2.0], loss_factor=None)
     with pytest.raises(DivergenceError, match=r"NaN or infinite at step 0 "):
         _guarded([math.inf], loss_factor=None)
+
+
+def test_the_first_non_finite_tensor_is_named() -> None:
+    tensors = [
+        ("a.weight", torch.ones(3)),
+        ("a.num_batches_tracked", torch.tensor(7)),  # integers cannot be NaN: skipped
+        ("b.running_var", torch.tensor([1.0, math.inf])),
+        ("c.weight", torch.tensor([math.nan], dtype=torch.float64)),
+    ]
+    assert first_non_finite(tensors) == "b.running_var"
+    assert first_non_finite(tensors[3:]) == "c.weight"
+    assert first_non_finite([("big", torch.full((2,), 3e38)), ("empty", torch.ones(0))]) is None
+
+
+class _Poisoned(L.LightningModule):
+    """A conv + batch norm classifier whose running_var becomes infinite at every step if
+    `poisoned`, while its loss stays finite (training batch norm uses the batch's statistics)."""
+
+    def __init__(self, poisoned: bool) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.Flatten())
+        self.poisoned = poisoned
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        if self.poisoned:
+            self.net[1].running_var.fill_(math.inf)
+        images, labels = batch
+        return nn.functional.cross_entropy(self.net(images), labels)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/loss", nn.functional.cross_entropy(self.net(batch[0]), batch[1]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit(module: L.LightningModule, folder: Path, **checkpoint_options) -> None:
+    data = TensorDataset(torch.randn(8, 1, 1, 1), torch.tensor([0, 1] * 4))
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[
+            DivergenceGuard(loss_factor=None),
+            ModelCheckpoint(
+                folder, filename="last", enable_version_counter=False, **checkpoint_options
+            ),
+        ],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module, DataLoader(data, batch_size=2), DataLoader(data, batch_size=8))
+
+
+@pytest.mark.parametrize("every", [{}, {"every_n_train_steps": 1}], ids=["epoch", "step"])
+def test_an_infinite_buffer_stops_the_run_before_it_overwrites_the_checkpoint(
+    tmp_path: Path, every: dict[str, int]
+) -> None:
+    _fit(_Poisoned(poisoned=False), tmp_path, **every)
+    last = tmp_path / "last.ckpt"
+    good = hashlib.sha256(last.read_bytes()).hexdigest()
+    with pytest.raises(
+        DivergenceError,
+        match=r"net\.1\.running_var holds NaN or infinite values by step \d \(epoch 0\) with "
+        r"learning rate 0\.1\b",
+    ):
+        _fit(_Poisoned(poisoned=True), tmp_path, **every)
+    assert hashlib.sha256(last.read_bytes()).hexdigest() == good
+
+
+@pytest.mark.slow
+def test_without_a_loss_bound_infinite_weights_stop_the_run_and_keep_the_checkpoint(
+    train_config, tmp_path: Path
+) -> None:
+    train(train_config("debug=fast", "test=false", *QUIET))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    good = hashlib.sha256(last.read_bytes()).hexdigest()
+    # A rate this high takes batch norm's running_var to infinity while the loss, computed
+    # from batch statistics, stays finite: the loss check alone would save the run.
+    diverging = train_config(
+        "debug=fast",
+        "test=false",
+        "optimizer.lr=1e6",
+        "divergence_loss_factor=null",
+        "scheduler=constant",
+        *QUIET,
+    )
+    with pytest.raises(
+        DivergenceError,
+        match=r"model\.\S+ holds NaN or infinite values by step \d+ \(epoch 0\) with "
+        r"learning rate 1e\+06",
+    ):
+        train(diverging)
+    assert hashlib.sha256(last.read_bytes()).hexdigest() == good
 
 
 def test_asking_for_a_gpu_without_one_is_a_config_error(train_config) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,34 @@ LOSS_FACTOR = 20.0
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or infinite, or blew up far beyond a guess's."""
+    """The loss, a weight or a buffer became NaN or infinite, or the loss blew up far beyond a
+    guess's."""
+
+
+def first_non_finite(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    """Return the name of the first floating-point tensor holding a NaN or infinity, or None.
+
+    One fused L2-norm reduction per device and dtype (the kernel clip_grad_norm_ uses; NaN
+    and infinity survive it) and one host-device sync, however many tensors there are. A
+    norm can also overflow to infinity from finite values above ~1e19, so a flagged tensor
+    is confirmed element by element before it is named.
+    """
+    named = [(name, t.detach()) for name, t in named_tensors if t.is_floating_point()]
+    if not named:
+        return None
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for index, (_, tensor) in enumerate(named):
+        groups.setdefault((tensor.device, tensor.dtype), []).append(index)
+    device, order, finite = named[0][1].device, [], []
+    for indices in groups.values():
+        norms = torch._foreach_norm([named[i][1] for i in indices], 2)
+        finite.append(torch.isfinite(torch.stack(norms)).to(device))
+        order += indices
+    flagged = ~torch.cat(finite)
+    if not flagged.any():  # the one sync when every tensor is finite
+        return None
+    suspects = sorted(order[i] for i in flagged.nonzero().flatten().tolist())
+    return next((named[i][0] for i in suspects if not torch.isfinite(named[i][1]).all()), None)
 
 
 class DivergenceGuard(Callback):
@@ -38,6 +67,12 @@ class DivergenceGuard(Callback):
     and before every validation, so it costs one host-device sync per N steps; the
     checkpoints are written after validation, so a diverged epoch never reaches them
     and `best` and `last.ckpt` stay those of the last good epoch.
+
+    A NaN or infinity in any parameter or buffer (a BatchNorm's running_var often reaches
+    infinity while the loss, computed from batch statistics, stays finite) is divergence
+    too, whatever `loss_factor`: the weights are checked before validation, at each
+    epoch's end and before every checkpoint is written, one sync each (and none again
+    until a training batch has changed them).
     """
 
     def __init__(
@@ -53,6 +88,7 @@ class DivergenceGuard(Callback):
         self._first_bad: torch.Tensor | None = None  # first diverged one, or -1
         self._bad_loss: torch.Tensor | None = None  # its loss
         self._lrs: list[float] = []  # learning rate of each of those steps (host floats)
+        self._weights_checked = False  # the weights passed a check since the last batch
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         num_classes = getattr(pl_module, "hparams", {}).get("num_classes")
@@ -70,8 +106,9 @@ class DivergenceGuard(Callback):
     ) -> None:
         if self._steps is None:
             self._reset(pl_module.device)
+        self._weights_checked = False
         # The rate this step uses; the scheduler has moved on by the batch's end.
-        self._lrs.append(trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 0.0)
+        self._lrs.append(_current_lr(trainer))
 
     def on_train_batch_end(
         self,
@@ -96,9 +133,35 @@ class DivergenceGuard(Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._check(trainer)
+            self._check_weights(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._check(trainer)
+        self._check_weights(trainer, pl_module)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Called while the checkpoint is assembled, before it is written: raising here
+        # leaves the file on disk as it was (step-interval and interrupt saves included).
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._check(trainer)
+            self._check_weights(trainer, pl_module)
+
+    def _check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._weights_checked:
+            return
+        tensors = chain(pl_module.named_parameters(), pl_module.named_buffers())
+        name = first_non_finite(tensors)
+        if name is None:
+            self._weights_checked = True
+            return
+        lr = self._lrs[-1] if self._lrs else _current_lr(trainer)
+        raise DivergenceError(
+            f"training diverged: {name} holds NaN or infinite values by step "
+            f"{trainer.global_step} (epoch {trainer.current_epoch}) with learning rate "
+            f"{lr:.4g}. The checkpoints of the last good epoch are kept. {_ADVICE}"
+        )
 
     def _check(self, trainer: L.Trainer) -> None:
         if self._first_bad is None:
@@ -118,10 +181,20 @@ class DivergenceGuard(Callback):
             what = "the loss became NaN or infinite"
         raise DivergenceError(
             f"training diverged: {what} at step {step} (epoch {trainer.current_epoch}) with "
-            f"learning rate {lr:.4g}. The checkpoints of the last good epoch are kept. Try a "
-            "lower optimizer.lr (e.g. half), a longer warm-up (scheduler.pct_start or "
-            "scheduler=cosine), or check the data's mean/std."
+            f"learning rate {lr:.4g}. The checkpoints of the last good epoch are kept. {_ADVICE}"
         )
+
+
+_ADVICE = (
+    "Try a lower optimizer.lr (e.g. half), a longer warm-up (scheduler.pct_start or "
+    "scheduler=cosine), or check the data's mean/std."
+)
+
+
+def _current_lr(trainer: L.Trainer) -> float:
+    # The first group's rate: what the messages report, as the learning-rate monitor does.
+    optimizers = getattr(trainer, "optimizers", None)
+    return optimizers[0].param_groups[0]["lr"] if optimizers else 0.0
 
 
 class CheckpointOnInterrupt(Callback):
