@@ -1,5 +1,8 @@
 """model.pretrained: a state_dict file loaded strictly into the network as it is built."""
 
+import argparse
+import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -109,14 +112,61 @@ def test_a_truncated_or_foreign_file_fails_naming_it(torchvision_resnet18, tmp_p
         imagenet_resnet18(tmp_path, path)
 
 
-def test_a_file_with_pickled_objects_is_refused_unread(tmp_path: Path):
+class Settings:
+    """A plain object, as training scripts save next to their weights."""
+
+
+def _save_torch_zip(content: object, path: Path) -> None:
+    torch.save(content, path)
+
+
+def _save_torch_protocol_4(content: object, path: Path) -> None:
+    torch.save(content, path, pickle_protocol=4)
+
+
+def _save_torch_legacy(content: object, path: Path) -> None:
+    torch.save(content, path, _use_new_zipfile_serialization=False)
+
+
+def _save_plain_pickle(content: object, path: Path) -> None:
+    with open(path, "wb") as file:
+        pickle.dump(content, file)
+
+
+@pytest.mark.parametrize(
+    "save", [_save_torch_zip, _save_torch_protocol_4, _save_torch_legacy, _save_plain_pickle]
+)
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [
+        (Payload(), "builtins.getattr"),  # pickled as getattr(RAN, "append")
+        (Settings(), "tests.models.test_pretrained.Settings"),
+        (os.system, "system"),  # torch: "Trying to load unsupported GLOBAL ... is blocked"
+        (argparse.Namespace(lr=0.1), "argparse.Namespace"),
+    ],
+    ids=["code-running-reduce", "object", "blocked-module", "namespace"],
+)
+def test_a_file_with_pickled_objects_is_refused_unread(tmp_path: Path, save, payload, named):
     path = tmp_path / "weights.pth"
-    torch.save({"conv1.weight": torch.zeros(1), "payload": Payload()}, path)
+    save({"conv1.weight": torch.zeros(1), "payload": payload}, path)
     with pytest.raises(PretrainedError) as error:
         imagenet_resnet18(tmp_path, path)
-    assert "holds pickled Python objects besides tensors" in str(error.value)
-    assert "weights_only=True" in str(error.value)
+    message = str(error.value)
+    assert f"model.pretrained={path} holds pickled Python objects, not tensors alone" in message
+    assert named in message
+    assert "torch.save(network.state_dict(), path)" in message
+    assert "truncated" not in message and "again" not in message
     assert RAN == []
+
+
+def test_tensors_pickled_with_another_protocol_are_told_how_to_save_them(tmp_path: Path):
+    path = tmp_path / "weights.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, path, pickle_protocol=4)
+    with pytest.raises(PretrainedError) as error:
+        imagenet_resnet18(tmp_path, path)
+    message = str(error.value)
+    assert f"{path} is a complete pickle (protocol 4)" in message
+    assert "torch.save(network.state_dict(), path)" in message and "truncated" not in message
 
 
 def test_a_network_on_the_meta_device_only_checks_the_file(torchvision_resnet18, tmp_path):

@@ -9,9 +9,12 @@ pickled Python objects (which could run code) are unpickled.
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,6 +36,12 @@ _RESNETS = {
     ("bottleneck", (3, 4, 23, 3)): "resnet101",
     ("bottleneck", (3, 8, 36, 3)): "resnet152",
 }
+# The pickle protocol torch.save writes and its weights-only reader reads.
+_TORCH_PROTOCOL = 2
+# Protocol 2 pickles name modules as Python 2 did; these are the ones torch.save writes.
+_PYTHON2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+# Containers torch's weights-only reader rebuilds besides its own classes.
+_CONTAINERS = {"collections.OrderedDict", "builtins.set", "builtins.frozenset"}
 # VGG depth by its number of convolutions.
 _VGGS = {8: "vgg11", 10: "vgg13", 13: "vgg16", 16: "vgg19"}
 
@@ -60,30 +69,108 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         )
     try:
         loaded = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch names a refused object as "Unsupported global: GLOBAL module.Name was not
-        # an allowed global by default. ..."; other unpickling errors are damaged data.
-        found = re.search(r"Unsupported global: [^\n]*? by default", str(error))
-        if found is None:
-            raise _unreadable(path, error) from error
-        detail = f" ({found.group(0)})"
-        raise PretrainedError(
-            f"{KEY}={path} holds pickled Python objects besides tensors{detail}, which "
-            "convnet refuses to unpickle: it loads with torch.load(weights_only=True) so that "
-            "no file can run code. Save the weights alone: "
-            "torch.save(network.state_dict(), path)."
-        ) from error
+    # torch's words for a refusal change between releases; the file itself says what it is.
     except Exception as error:
-        raise _unreadable(path, error) from error
+        raise _refusal(file, path, error) from error
     return _network_tensors(loaded, path)
 
 
-def _unreadable(path: str | Path, error: Exception) -> PretrainedError:
+def _refusal(file: Path, path: str | Path, error: Exception) -> PretrainedError:
+    """Return the error for a file torch.load(weights_only=True) refused: objects or damage."""
+    protocol, names = _pickle_contents(file)
+    if protocol is None:
+        return _unreadable(path, error)
+    objects = _unsafe_globals(file) or sorted(
+        name for name in names if not name.startswith("torch.") and name not in _CONTAINERS
+    )
+    save = "Save the weights alone: torch.save(network.state_dict(), path)."
+    if not objects and protocol == _TORCH_PROTOCOL:
+        return _unreadable(path, error)  # a whole pickle of tensors: the tensor data is damaged
+    if objects:
+        shown = ", ".join(objects[:_SHOWN]) + (" ..." if len(objects) > _SHOWN else "")
+        return PretrainedError(
+            f"{KEY}={path} holds pickled Python objects, not tensors alone ({shown}). convnet "
+            "reads weights with torch.load(weights_only=True) and never unpickles objects, "
+            f"which could run code. {save}"
+        )
+    return PretrainedError(
+        f"{KEY}={path} is a complete pickle (protocol {protocol}) that torch.load("
+        f"weights_only=True) cannot read ({_reason(error)}): it was written by pickle.dump or "
+        f"with another pickle protocol than torch.save's. {save}"
+    )
+
+
+def _unsafe_globals(file: Path) -> list[str]:
+    """Return the classes and functions in a torch.save zip file that weights_only refuses."""
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(file))
+    # It reads only torch.save's zip files of pickle protocol 2; the caller scans the rest.
+    except Exception:
+        return []
+
+
+def _pickle_contents(file: Path) -> tuple[int | None, set[str]]:
+    """Return the pickle protocol of the file's pickled data and the module.name of every
+    class and function it names; the protocol is None when there is no complete pickle."""
+    try:
+        if zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as archive:
+                record = next(n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl")
+                data = archive.read(record)
+        else:
+            data = file.read_bytes()
+    except (OSError, zipfile.BadZipFile, StopIteration):
+        return None, set()
+    stream, protocol, names = io.BytesIO(data), None, set()
+    # A plain pickle is one pickle; torch's legacy format is several, then raw tensor bytes.
+    while stream.read(1) == pickle.PROTO:
+        stream.seek(-1, io.SEEK_CUR)
+        try:
+            found, pickle_protocol = _names_in_one_pickle(stream)
+        except Exception:  # truncated or not a pickle: pickletools raises several types
+            break
+        names |= found
+        protocol = pickle_protocol if protocol is None else protocol
+    return protocol, names
+
+
+def _names_in_one_pickle(stream: io.BytesIO) -> tuple[set[str], int]:
+    """Return what the next pickle in `stream` names and its protocol, reading, never running."""
+    names: set[str] = set()
+    protocol = 0
+    pushed: list[object] = []  # strings pushed, None for anything else
+    memo: dict[int, object] = {}
+    for opcode, arg, _ in pickletools.genops(stream):
+        kind = opcode.name
+        if kind == "PROTO":
+            protocol = arg
+        elif kind in ("GLOBAL", "INST"):
+            module, name = arg.split(" ", 1)
+            names.add(f"{_PYTHON2_MODULES.get(module, module)}.{name}")
+        elif kind == "STACK_GLOBAL" and len(pushed) >= 2:
+            names.add(f"{pushed[-2]}.{pushed[-1]}")
+        elif kind == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif kind in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[arg] = pushed[-1] if pushed else None
+        elif kind in ("GET", "BINGET", "LONG_BINGET"):
+            pushed.append(memo.get(arg))
+        else:
+            pushed.append(arg if isinstance(arg, str) else None)
+    return names, protocol
+
+
+def _reason(error: Exception) -> str:
+    """Return torch's reason for refusing a file, without its advice around it."""
     # torch's weights-only unpickler hides the cause after its advice; show the cause alone.
     text = str(error).split("WeightsUnpickler error:")[-1].strip()
     reason = text.splitlines()[0].split(". ")[0] if text else "no data"
+    return f"{type(error).__name__}: {reason}"
+
+
+def _unreadable(path: str | Path, error: Exception) -> PretrainedError:
     return PretrainedError(
-        f"{KEY}={path} is truncated or not a PyTorch file ({type(error).__name__}: {reason}). "
+        f"{KEY}={path} is truncated or not a PyTorch file ({_reason(error)}). "
         "Download or copy it again, or give another file."
     )
 
