@@ -19,6 +19,7 @@ from convnet.benchmarks import (
     throughput_table,
 )
 from convnet.console import show
+from convnet.errors import one_line_errors
 from convnet.throughput import ARMS
 
 
@@ -48,6 +49,7 @@ def _arms(text: str) -> list[str]:
     return arms
 
 
+@one_line_errors()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()

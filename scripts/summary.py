@@ -10,12 +10,14 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from convnet.errors import one_line_errors
 from convnet.runs import register_resolvers
 from convnet.summary import draw, summarize_config, summary_table
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
+@one_line_errors()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

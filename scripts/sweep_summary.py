@@ -8,12 +8,14 @@ import argparse
 import logging
 from pathlib import Path
 
+from convnet.errors import one_line_errors
 from convnet.sweeps.report import write_report
 from convnet.sweeps.summary import newest_sweep
 
 SWEEPS = Path("outputs/train/multiruns")
 
 
+@one_line_errors()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -24,10 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        write_report(args.sweep_dir or newest_sweep(SWEEPS))
-    except FileNotFoundError as error:
-        parser.exit(1, f"{error}\n")
+    write_report(args.sweep_dir or newest_sweep(SWEEPS))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ python scripts/visualize.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.
 import hydra
 from omegaconf import DictConfig
 
+from convnet.errors import one_line_errors
 from convnet.runs import register_resolvers
 from convnet.visualize import visualize
 
@@ -14,7 +15,8 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="visualize")
 def main(cfg: DictConfig) -> None:
-    visualize(cfg)
+    with one_line_errors():
+        visualize(cfg)
 
 
 if __name__ == "__main__":
