@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tarfile
 from collections import Counter
 from pathlib import Path
 from urllib.error import URLError
@@ -12,7 +15,7 @@ import torch
 import torchvision
 
 from convnet.data.splits import TensorSplit
-from convnet.data.torchvision_sets import TorchvisionSource
+from convnet.data.torchvision_sets import CorruptArchiveError, TorchvisionSource
 
 MNIST_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
@@ -234,3 +237,52 @@ def test_corrupted_cifar_file_is_reported_as_such(tmp_path, fake_cifar):
     with pytest.raises(FileNotFoundError, match="corrupted") as error:
         TorchvisionSource("cifar10", tmp_path, download=False).load()
     assert str(Path(tmp_path, "cifar-10-batches-py")) in str(error.value)
+
+
+@pytest.fixture
+def cifar_archive(tmp_path, fake_cifar, monkeypatch) -> Path:
+    """Return data/cifar-10-python.tar.gz as torchvision downloads it (trusted), not unpacked."""
+    fake_cifar("cifar10")
+    archive = tmp_path / torchvision.datasets.CIFAR10.filename
+    unpacked = tmp_path / torchvision.datasets.CIFAR10.base_folder
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(unpacked, arcname=unpacked.name)
+    shutil.rmtree(unpacked)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", md5)
+    return archive
+
+
+def test_a_complete_cifar_archive_is_unpacked_offline(tmp_path, cifar_archive):
+    TorchvisionSource("cifar10", tmp_path, download=True).prepare()
+    splits = TorchvisionSource("cifar10", tmp_path, download=False).load()
+    assert len(splits.test) == 10
+
+
+@pytest.mark.parametrize("damage", ["partial", "corrupt"])
+@pytest.mark.parametrize("download", [True, False])
+def test_a_damaged_cifar_archive_is_named_as_failing_its_checksum(
+    tmp_path, cifar_archive, damage, download
+):
+    whole = cifar_archive.read_bytes()
+    if damage == "partial":  # an interrupted download
+        cifar_archive.write_bytes(whole[: len(whole) // 2])
+    else:
+        middle = len(whole) // 2
+        cifar_archive.write_bytes(
+            whole[:middle] + bytes([whole[middle] ^ 0xFF]) + whole[middle + 1 :]
+        )
+    before = cifar_archive.read_bytes()
+    source = TorchvisionSource("cifar10", tmp_path, download=download)
+
+    with pytest.raises(CorruptArchiveError) as error:
+        source.prepare()
+        source.load()
+
+    message = str(error.value)
+    assert isinstance(error.value, OSError)
+    assert f"{cifar_archive} failed its MD5 checksum" in message
+    assert f"the file has {len(before):,} bytes" in message
+    assert "Delete it" in message
+    assert "put the archive" not in message and "offline" not in message
+    assert cifar_archive.read_bytes() == before  # left for the user to delete

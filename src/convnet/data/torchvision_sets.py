@@ -12,6 +12,7 @@ from urllib.error import URLError
 import numpy as np
 import torch
 from torchvision import datasets
+from torchvision.datasets.utils import check_integrity
 
 from convnet.data.splits import Splits, TensorSplit, check_val_fraction, stratified_split
 
@@ -29,6 +30,10 @@ _TITLES = {
     "mnist": "MNIST",
     "fashion_mnist": "Fashion-MNIST",
 }
+
+
+class CorruptArchiveError(OSError):
+    """A downloaded archive that fails its checksum; the message names it and says to delete it."""
 
 
 class TorchvisionSource:
@@ -74,6 +79,10 @@ class TorchvisionSource:
             # The test set is the smaller half; building it downloads both halves when needed.
             self._dataset_class(str(self.root), train=False, download=True)
         except (URLError, OSError, RuntimeError) as err:
+            # torchvision tries to download again over an archive that fails its checksum.
+            problem = self._archive_problem()
+            if problem:
+                raise CorruptArchiveError(problem) from err
             raise FileNotFoundError(
                 f"{self._title} could not be downloaded ({type(err).__name__}: {err}); "
                 "the machine appears to be offline or the server unreachable. "
@@ -85,6 +94,8 @@ class TorchvisionSource:
         if self._is_mnist_family():
             _gunzip_missing(self._folder(), self._file_names())
         missing = [name for name in self._file_names() if not (self._folder() / name).is_file()]
+        if missing and (problem := self._archive_problem()):
+            raise CorruptArchiveError(problem)
         if missing:
             raise FileNotFoundError(
                 f"{self._title} is not in {self._folder()}/ (missing: {', '.join(missing)}). "
@@ -135,6 +146,21 @@ class TorchvisionSource:
         if self._is_mnist_family():
             return [name.removesuffix(".gz") for name, _ in cls.resources]
         return [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+
+    def _archive_problem(self) -> str | None:
+        """Return why the archive in `root` cannot be unpacked (its checksum fails), or None."""
+        if self._is_mnist_family():  # its .gz files are unpacked one by one (_gunzip_missing)
+            return None
+        cls = self._dataset_class
+        archive = self.root / cls.filename
+        if not archive.is_file() or check_integrity(str(archive), cls.tgz_md5):
+            return None
+        return (
+            f"{archive} failed its MD5 checksum (expected {cls.tgz_md5}; the file has "
+            f"{archive.stat().st_size:,} bytes): it is corrupt or partial, e.g. from an "
+            "interrupted download. Delete it, then run again with data.source.download=true "
+            f"to fetch it, or copy a complete {cls.filename} there from {cls.url}"
+        )
 
     def _where_to_put_files(self) -> str:
         """Return a sentence saying which files go where and which URLs they come from."""
