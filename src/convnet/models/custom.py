@@ -13,7 +13,12 @@ import torch
 from torch import nn
 
 from convnet.models.layers import positive_int, to_pair
-from convnet.models.shape_check import LARGEST_SIDE, check_image_size, smallest_image_size
+from convnet.models.shape_check import (
+    LARGEST_SIDE,
+    check_image_size,
+    smallest_image_size,
+    warn_one_pixel_convolutions,
+)
 from convnet.models.stack_layers import LAYER_TYPES, Residual, Shape, dense, flatten
 
 log = logging.getLogger(__name__)
@@ -127,6 +132,9 @@ class CustomNet(nn.Module):
     stack's output is not already num_classes values.
     """
 
+    # Whether building warns about convolutions that see one pixel (not for probes).
+    _warns = True
+
     def __init__(
         self,
         layers: Sequence[Mapping[str, Any]],
@@ -155,6 +163,8 @@ class CustomNet(nn.Module):
             self.shapes.append(shape)
         if shape != (self.num_classes,):
             self._append_classifier(shape, suggest)
+        if self._warns:
+            warn_one_pixel_convolutions(self, self.in_channels, self.image_size, "CustomNet")
 
     def _build(
         self,
@@ -195,8 +205,14 @@ class CustomNet(nn.Module):
     def _output_shape(self, layer: str, suggest: Callable[[], tuple[int, int] | None]) -> Shape:
         """Return the stack's output shape (without batch), naming `layer` if it cannot."""
         # On the meta device; names the layer where the feature map vanishes, if it does.
+        # The stack is checked for one-pixel convolutions once, when it is complete.
         output = check_image_size(
-            self, self.in_channels, self.image_size, model_name="CustomNet", smallest=suggest
+            self,
+            self.in_channels,
+            self.image_size,
+            model_name="CustomNet",
+            smallest=suggest,
+            warn_one_pixel=False,
         )
         if output is None:
             raise ValueError(f"{layer} cannot run on the meta device to infer its shape.")
@@ -258,6 +274,8 @@ class CustomNet(nn.Module):
 
 class _Probe(CustomNet):
     """A CustomNet built only to measure shapes: a failure does not search for image sizes."""
+
+    _warns = False
 
     def _smallest_image_size(
         self, specs: list[Mapping[str, Any]], defaults: dict[str, Any]

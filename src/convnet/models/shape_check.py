@@ -19,6 +19,16 @@ LARGEST_SIDE = 8192
 
 
 @dataclass
+class _Call:
+    """A leaf module reached by the forward pass, with the feature map sizes it saw."""
+
+    layer: str
+    module: nn.Module
+    input: tuple[int, ...] | None
+    output: tuple[int, ...] | None = None
+
+
+@dataclass
 class _Failure:
     """Where a forward pass stopped: the leaf module and the feature map it received."""
 
@@ -53,16 +63,18 @@ def meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _try_forward(
     model: nn.Module, in_channels: int, size: tuple[int, int]
-) -> tuple[torch.Size | None, _Failure | None]:
-    """Return (output shape, None) or (None, failure) for a meta-device forward pass."""
+) -> tuple[torch.Size | None, _Failure | None, list[_Call]]:
+    """Return (output shape, None, calls) or (None, failure, calls) for a meta-device forward
+    pass; calls lists the leaf modules reached, in order, with their feature map sizes."""
     state = meta_state(model)
-    reached: list[tuple[str, nn.Module, tuple[int, ...] | None]] = []
+    calls: list[_Call] = []
 
     def before(name: str, module: nn.Module, args: tuple[object, ...]) -> None:
-        reached.append((name, module, _spatial(args[0]) if args else None))
+        calls.append(_Call(name, module, _spatial(args[0]) if args else None))
 
     def after(module: nn.Module, args: tuple[object, ...], output: object) -> None:
         out = _spatial(output)
+        calls[-1].output = out
         if out is not None and min(out) < 1:
             raise _Vanished(f"its output is {out[0]}x{out[1]}")
 
@@ -79,13 +91,34 @@ def _try_forward(
         # A missing meta kernel says nothing about the image size; let the caller decide.
         raise
     except (RuntimeError, ValueError, _Vanished) as error:
-        name, module, at = reached[-1] if reached else ("(input)", model, size)
+        last = calls[-1] if calls else _Call("(input)", model, size)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return None, _Failure(name, type(module).__name__, at or (), reason)
+        return (
+            None,
+            _Failure(last.layer, type(last.module).__name__, last.input or (), reason),
+            calls,
+        )
     finally:
         for handle in handles:
             handle.remove()
-    return getattr(output, "shape", None), None
+    return getattr(output, "shape", None), None, calls
+
+
+def _sees_one_pixel(call: _Call) -> bool:
+    """Return whether a convolution with a kernel larger than 1x1 sees at most one real pixel
+    per output: along each side its kernel is 1 wide, or the map is 1 pixel wide, or the taps
+    lie a dilation >= the map's width apart; its other weights multiply only padding."""
+    module, size = call.module, call.input
+    if not isinstance(module, nn.Conv2d) or size is None or len(size) != 2:
+        return False
+    kernel, dilation = module.kernel_size, module.dilation
+    if all(k == 1 for k in kernel):
+        return False  # a 1x1 convolution on a 1x1 map is a linear layer, as intended
+    return all(k == 1 or n == 1 or d >= n for k, d, n in zip(kernel, dilation, size, strict=True))
+
+
+def _one_pixel_convolutions(calls: list[_Call]) -> list[_Call]:
+    return [call for call in calls if _sees_one_pixel(call)]
 
 
 def _smallest_side(fits: Callable[[int], bool], start: int) -> int | None:
@@ -133,6 +166,7 @@ def check_image_size(
     image_size: int | Sequence[int],
     model_name: str = "model",
     smallest: Callable[[], tuple[int, int] | None] | None = None,
+    warn_one_pixel: bool = True,
 ) -> torch.Size | None:
     """Return the model's output shape for a batch of 2 images of `image_size`.
 
@@ -140,17 +174,21 @@ def check_image_size(
     the layer where the feature map vanished (or the forward pass failed), its size there and
     the smallest image size that works. Runs on the meta device, so it costs no compute.
     Returns None, with a warning, if a module has no meta-device implementation.
+    Logs a warning when convolutions run on a map shrunk to one pixel (see
+    `warn_one_pixel_convolutions`), unless warn_one_pixel is False.
     smallest: gives the image size to suggest in the error; by default the smallest size
         `model` itself takes (a model still being built can know better).
     """
     positive_int(in_channels, "in_channels")
     size = to_pair(image_size, "image_size")
     try:
-        shape, failure = _try_forward(model, in_channels, size)
+        shape, failure, calls = _try_forward(model, in_channels, size)
     except NotImplementedError as error:
         log.warning("Skipping the image size check for %s: %s", model_name, error)
         return None
     if failure is None:
+        if warn_one_pixel:
+            _warn(model, in_channels, size, model_name, calls)
         return shape
     at = "x".join(map(str, failure.size)) or "?"
     smallest = smallest() if smallest else smallest_image_size(model, in_channels, size)
@@ -165,3 +203,71 @@ def check_image_size(
         f"feature map is {at} when it reaches layer '{failure.layer}' ({failure.kind}), where "
         f"the forward pass fails ({failure.reason}). Fix: {fix}."
     )
+
+
+def _no_one_pixel_convolution(model: nn.Module, in_channels: int, size: tuple[int, int]) -> bool:
+    # A failure in a layer after the feature maps (a dense layer built for another size)
+    # says nothing about them; one on a feature map means the size is too small.
+    _, failure, calls = _try_forward(model, in_channels, size)
+    return (failure is None or not failure.size) and not _one_pixel_convolutions(calls)
+
+
+def _warn(
+    model: nn.Module,
+    in_channels: int,
+    size: tuple[int, int],
+    model_name: str,
+    calls: list[_Call],
+) -> list[str]:
+    """Return the one-pixel convolutions among a forward pass's calls, warning if any."""
+    wasted = _one_pixel_convolutions(calls)
+    if not wasted:
+        return []
+    first = calls.index(wasted[0])
+    # The layer that shrank the map: the last one before the first wasted conv to change it.
+    shrunk = next(
+        (c for c in reversed(calls[:first]) if c.input and c.output and c.input != c.output),
+        calls[first],
+    )
+    stage = shrunk.layer.split(".")[0]
+    at = "x".join(map(str, wasted[0].input or ()))
+    side = _smallest_side(
+        lambda side: _no_one_pixel_convolution(model, in_channels, (side, side)), max(size)
+    )
+    larger = f"at least [{side}, {side}]" if side is not None else "larger images"
+    log.warning(
+        "%s on image_size=%s: the feature map is %s after layer '%s' (stage '%s'), so %d "
+        "convolution(s) with kernels larger than 1x1, the first '%s', see one pixel each and "
+        "padding: their other weights multiply only zeros. Fix: use images of %s "
+        "(data.image_size), a stem that keeps the resolution (model.stem=cifar for a ResNet), "
+        "or fewer downsampling stages.",
+        model_name,
+        list(size),
+        at,
+        shrunk.layer,
+        stage,
+        len(wasted),
+        wasted[0].layer,
+        larger,
+    )
+    return [call.layer for call in wasted]
+
+
+def warn_one_pixel_convolutions(
+    model: nn.Module, in_channels: int, image_size: int | Sequence[int], model_name: str = "model"
+) -> list[str]:
+    """Return the convolutions that see one real pixel, logging a warning if there are any.
+
+    Such a convolution has a kernel larger than 1x1 but, along each side, either a kernel 1
+    wide or a map 1 pixel wide (or taps a dilation >= the map apart): every output sees a
+    single pixel and padding, so it trains like a 1x1 convolution with wasted weights. This
+    happens when a network downsamples its images to 1x1 before its last stage (resnet18's
+    ImageNet stem on 16x16 images reaches 1x1 in layer3). A map that reaches 1x1 only at the
+    global pooling (vgg16 on 32x32) or never (resnet20 on 32x32, 8x8 at the end) is fine.
+    """
+    size = to_pair(image_size, "image_size")
+    try:
+        _, _, calls = _try_forward(model, positive_int(in_channels, "in_channels"), size)
+    except NotImplementedError:
+        return []
+    return _warn(model, in_channels, size, model_name, calls)
