@@ -33,8 +33,9 @@ def first_non_finite(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str |
 
     One fused L2-norm reduction per device and dtype (the kernel clip_grad_norm_ uses; NaN
     and infinity survive it) and one host-device sync, however many tensors there are. A
-    norm can also overflow to infinity from finite values above ~1e19, so a flagged tensor
-    is confirmed element by element before it is named.
+    norm can also overflow to infinity from finite values (above ~1e19 in float32, summed in
+    float32 for 16-bit tensors), so a flagged tensor is confirmed element by element before
+    it is named.
     """
     named = [(name, t.detach()) for name, t in named_tensors if t.is_floating_point()]
     if not named:
@@ -43,8 +44,9 @@ def first_non_finite(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str |
     for index, (_, tensor) in enumerate(named):
         groups.setdefault((tensor.device, tensor.dtype), []).append(index)
     device, order, finite = named[0][1].device, [], []
-    for indices in groups.values():
-        norms = torch._foreach_norm([named[i][1] for i in indices], 2)
+    for (_, dtype), indices in groups.items():
+        wider = torch.float32 if dtype.itemsize < 4 else None
+        norms = torch._foreach_norm([named[i][1] for i in indices], 2, dtype=wider)
         finite.append(torch.isfinite(torch.stack(norms)).to(device))
         order += indices
     flagged = ~torch.cat(finite)
