@@ -135,7 +135,9 @@ class DivergenceGuard(Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._check(trainer)
-            self._check_weights(trainer, pl_module)
+            # Only while fitting: trainer.validate() on a broken checkpoint reports, not stops.
+            if trainer.state.fn == TrainerFn.FITTING:
+                self._check_weights(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._check(trainer)
