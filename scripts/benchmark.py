@@ -11,13 +11,13 @@ import argparse
 import logging
 
 from convnet.benchmarks import (
-    CONFIGS,
     callbacks_overhead,
     ratio_lines,
     sweep,
     throughput,
     throughput_table,
 )
+from convnet.compose import CONFIG_DIR
 from convnet.console import show
 from convnet.errors import one_line_errors
 from convnet.throughput import ARMS
@@ -35,9 +35,9 @@ def _sizes(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     names = [name for name in text.split(",") if name]
-    unknown = [name for name in names if not (CONFIGS / "model" / f"{name}.yaml").is_file()]
+    unknown = [name for name in names if not (CONFIG_DIR / "model" / f"{name}.yaml").is_file()]
     if not names or unknown:
-        known = ", ".join(sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml")))
+        known = ", ".join(sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")))
         raise argparse.ArgumentTypeError(f"{text!r}: unknown model configs; choose from {known}")
     return names
 

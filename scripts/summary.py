@@ -6,15 +6,10 @@ trained, downloaded or written, so no run directory is made.
 """
 
 import argparse
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
+from convnet.compose import compose_config
 from convnet.errors import one_line_errors
-from convnet.runs import register_resolvers
 from convnet.summary import draw, summarize_config, summary_table
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 @one_line_errors()
@@ -31,9 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         "(2 gives one row per residual block)",
     )
     args = parser.parse_args(argv)
-    register_resolvers()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        cfg = compose(config_name="train", overrides=args.overrides, return_hydra_config=True)
+    cfg = compose_config("train", args.overrides)
     choices = cfg.hydra.runtime.choices
     summary = summarize_config(cfg, args.max_depth)
     draw(summary_table(summary, title=f"model={choices.model} data={choices.data}"))

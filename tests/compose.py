@@ -6,17 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from convnet.runs import register_resolvers
+from convnet.compose import CONFIG_DIR
+from convnet.compose import compose_config as compose_run_config
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "configs"
-
-register_resolvers()
+CONFIGS = CONFIG_DIR  # the tests' name for it
 
 # Small and quick, yet the same code path as a real run.
 TINY_SHAPES = [
@@ -32,21 +28,8 @@ def compose_config(
     config_name: str, overrides: list[str], tmp_path: Path, output_dir: Path | None = None
 ) -> DictConfig:
     """Return the config `scripts/<config_name>.py` would run with, writing into tmp_path."""
-    output_dir = output_dir or tmp_path / "run"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        cfg = compose(
-            config_name=config_name,
-            return_hydra_config=True,
-            overrides=[f"paths.root_dir={tmp_path}", f"hydra.run.dir={output_dir}", *overrides],
-        )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
+    overrides = [f"paths.root_dir={tmp_path}", *overrides]
+    return compose_run_config(config_name, overrides, output_dir or tmp_path / "run")
 
 
 def train_script(cwd: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:

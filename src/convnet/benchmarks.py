@@ -19,20 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from rich.table import Table
 
-from convnet.runs import register_resolvers
+from convnet.compose import compose_config
 from convnet.throughput import ARMS, DESCRIPTIONS, LETTERS, Throughput, ThroughputBenchmark
 from convnet.train import train
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs"
 # The callbacks of configs/callbacks/default.yaml that draw for TensorBoard.
 VISUAL_CALLBACKS = (
     "filters",
@@ -52,23 +47,7 @@ QUIET = ("++callbacks.rich_progress_bar=null",)
 
 def compose_run(overrides: Sequence[str], output_dir: Path) -> DictConfig:
     """Return the train config scripts/train.py would run with `overrides`, in output_dir."""
-    register_resolvers()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        cfg = compose(
-            config_name="train",
-            return_hydra_config=True,
-            overrides=[f"hydra.run.dir={output_dir}", *overrides],
-        )
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(Path.cwd())
-        cfg.hydra.job.num = 0
-        cfg.paths.output_dir = str(output_dir)
-    # ${hydra:...} interpolations (run directory, config choices) read this.
-    HydraConfig().set_config(cfg)
-    return cfg
+    return compose_config("train", overrides, output_dir)
 
 
 class FitTimer(L.Callback):

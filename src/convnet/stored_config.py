@@ -31,7 +31,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from convnet.checkpoints import CheckpointError
-from convnet.config import CONFIG_DIR, ConfigError, validate
+from convnet.compose import CONFIG_DIR
+from convnet.config import ConfigError, validate
 
 # The sections a checkpoint's network, data and module are rebuilt from.
 SECTIONS = ("data", "model", "optimizer", "scheduler", "module")

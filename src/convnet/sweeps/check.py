@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from convnet.compose import compose_in_running_hydra
 from convnet.config import ConfigError, validate
 from convnet.train import build_model
 
@@ -78,7 +78,7 @@ def optuna_jobs(cfg: DictConfig, arguments: Sequence[str], samples: int) -> list
 def check_job(config_name: str, overrides: Sequence[str]) -> None:
     """Compose one job's config and build its data module, model and optimizer; raise
     whatever they raise."""
-    cfg = compose(config_name=config_name, overrides=list(overrides))
+    cfg = compose_in_running_hydra(config_name, overrides)
     validate(cfg)
     instantiate(cfg.data)
     model = build_model(cfg.model)
