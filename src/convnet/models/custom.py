@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from convnet.models.layers import positive_int, to_pair
+from convnet.checks import ConfigError, positive_int, to_pair
 from convnet.models.shape_check import (
     LARGEST_SIDE,
     check_image_size,
@@ -28,6 +28,8 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")
 # Types that hold a list of layers, which CustomNet builds itself: their keys -> required.
 _CONTAINERS = {"residual": {"layers": True}}
 TYPES = [*LAYER_TYPES, *_CONTAINERS]
+# Keras' names of keys -> convnet's (Conv2D's dilation_rate is the conv's dilation).
+KEY_ALIASES = {"dilation_rate": "dilation"}
 
 
 def _keys(kind: str) -> dict[str, bool]:
@@ -43,6 +45,20 @@ def _keys(kind: str) -> dict[str, bool]:
     }
 
 
+def _own_keys(where: str, kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the keys of a layer of type `kind` with Keras' names (KEY_ALIASES) as convnet
+    names them."""
+    renamed = {str(key): value for key, value in options.items()}
+    for alias, key in KEY_ALIASES.items():
+        if alias in renamed and key in _keys(kind):
+            if key in renamed:
+                raise ConfigError(
+                    f"{where} sets both {key!r} and {alias!r}, Keras' name for it: keep one."
+                )
+            renamed[key] = renamed.pop(alias)
+    return renamed
+
+
 def _check_keys(where: str, kind: str, options: Mapping[str, Any], required: bool) -> None:
     allowed = _keys(kind)
     for key in options:
@@ -50,11 +66,11 @@ def _check_keys(where: str, kind: str, options: Mapping[str, Any], required: boo
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             choices = ", ".join(allowed) or "none besides type and name"
-            raise ValueError(f"{where} has unknown key {key!r}{hint}: allowed keys are {choices}.")
+            raise ConfigError(f"{where} has unknown key {key!r}{hint}: allowed keys are {choices}.")
     if required:
         for key, is_required in allowed.items():
             if is_required and key not in options:
-                raise ValueError(f"{where} needs the key {key!r}, e.g. {_example(kind)}.")
+                raise ConfigError(f"{where} needs the key {key!r}, e.g. {_example(kind)}.")
 
 
 def _example(kind: str) -> str:
@@ -75,17 +91,18 @@ def _parse(
     """Return (type, module name, keys) of the layer at `where` (`layers[index]`, or
     `layers[3].layers[index]` in a residual body), or raise naming what is wrong."""
     if not isinstance(spec, Mapping) or "type" not in spec:
-        raise ValueError(
+        raise ConfigError(
             f"{where}={spec!r} is not allowed: give a mapping with a `type`, e.g. "
             f"{_example('conv')}."
         )
     options = {str(key): value for key, value in spec.items()}
     kind = options.pop("type")
     if kind not in TYPES:
-        raise ValueError(f"{where}.type={kind!r} is not allowed: choose one of {', '.join(TYPES)}.")
+        raise ConfigError(f"{where}.type={kind!r} is not allowed: use one of {', '.join(TYPES)}.")
+    options = _own_keys(where, kind, options)
     name = str(options.pop("name", f"{index}_{kind}"))
     if not _NAME.fullmatch(name) or name in names:
-        raise ValueError(
+        raise ConfigError(
             f"{where}.name={name!r} is not allowed: use letters, digits, '_' or '-' (no dots), "
             "and a name no other layer of the stack has."
         )
@@ -96,7 +113,7 @@ def _parse(
     if kind == "residual" and (
         isinstance(layers, str | Mapping) or not isinstance(layers, Sequence) or not layers
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{where}.layers={layers!r} is not allowed: give the residual body as a non-empty "
             f"list of layers, e.g. {_example('residual')}."
         )
@@ -147,7 +164,7 @@ class CustomNet(nn.Module):
         self.in_channels = positive_int(in_channels, "in_channels")
         self.num_classes = positive_int(num_classes, "num_classes")
         self.image_size = to_pair(image_size, "image_size")
-        specs, defaults = list(layers), dict(conv_defaults or {})
+        specs, defaults = list(layers), _own_keys("conv_defaults", "conv", conv_defaults or {})
         _check_keys("conv_defaults", "conv", defaults, required=False)
         self.layers = nn.Sequential()
         # Output shape (without the batch) of each layer, in order.
@@ -198,7 +215,7 @@ class CustomNet(nn.Module):
         try:
             module = LAYER_TYPES[kind](shape, **options)
         except ValueError as error:
-            raise ValueError(f"{where} ({kind}): {error}") from error
+            raise ConfigError(f"{where} ({kind}): {error}") from error
         container.add_module(name, module)
         return self._output_shape(f"{where} ({kind})", suggest)
 

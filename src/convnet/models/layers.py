@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+# choose, positive_int and to_pair are the model families' checks too (vgg, resnet, pooling).
+from convnet.checks import ConfigError, choose, fraction, positive_int, to_pair
+
 Pair = int | Sequence[int]
-T = TypeVar("T")
-
-
-def to_pair(value: Pair, name: str, minimum: int = 1) -> tuple[int, int]:
-    """Return `value` as an (height, width) pair of ints, each at least `minimum`.
-
-    Accepts an int or any two-int sequence (list, tuple, OmegaConf ListConfig).
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        pair = (value, value)
-    elif (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise ValueError(
-            f"{name}={value!r} is not allowed: give an int or a pair of ints [height, width]."
-        )
-    if min(pair) < minimum:
-        raise ValueError(f"{name}={value!r} is not allowed: every entry must be >= {minimum}.")
-    return pair
-
-
-def choose(table: Mapping[str, T], name: str, value: str) -> T:
-    """Return `table[value]`, or raise a ValueError naming the key, the value and the choices."""
-    if not isinstance(value, str) or value not in table:
-        allowed = ", ".join(sorted(table))
-        raise ValueError(f"{name}={value!r} is not allowed: choose one of {allowed}.")
-    return table[value]
 
 
 def _fan_out_relu(init: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor, int], None]:
@@ -94,9 +64,15 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
-def activation_layer(activation: str) -> nn.Module:
+def activation_name(activation: str | None) -> str | None:
+    """Return `activation` as ACTIVATIONS names it: Keras' "no activation", None or "linear",
+    is "none"."""
+    return "none" if activation is None or activation == "linear" else activation
+
+
+def activation_layer(activation: str | None) -> nn.Module:
     """Return a fresh activation module for a name in ACTIVATIONS ("none" gives Identity)."""
-    return choose(ACTIVATIONS, "activation", activation)()
+    return choose(ACTIVATIONS, "activation", activation_name(activation))()
 
 
 def norm_layer(norm: str, channels: int) -> nn.Module:
@@ -156,11 +132,12 @@ def _same_padding(
 PADDINGS = {"same": _same_padding, "valid": _valid_padding}
 
 
-def positive_int(value: int, name: str) -> int:
-    """Return `value` if it is an int >= 1, else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: give an int >= 1.")
-    return value
+def padding_name(padding: str | Pair) -> str | Pair:
+    """Return `padding` as PADDINGS names it when it is one of its names in any case
+    ("SAME", TensorFlow's spelling, is "same"); anything else as given, to be checked."""
+    if isinstance(padding, str) and padding.lower() in PADDINGS:
+        return padding.lower()
+    return padding
 
 
 def conv_layer(
@@ -176,14 +153,14 @@ def conv_layer(
 ) -> nn.Conv2d:
     """Return one initialised Conv2d (a SamePadConv2d for padding="same" with stride > 1).
 
-    padding: "same" (output = ceil(input / strides)), "valid" (no padding), or an int/pair
-    of pixels added on each side.
+    padding: "same" (output = ceil(input / strides)), "valid" (no padding), in any case, or
+    an int/pair of pixels added on each side.
     """
     for name, value in (("in_channels", in_channels), ("filters", filters), ("groups", groups)):
         positive_int(value, name)
     for name, value in (("in_channels", in_channels), ("filters", filters)):
         if value % groups:
-            raise ValueError(
+            raise ConfigError(
                 f"{name}={value} is not divisible by groups={groups}: "
                 "choose channel counts that are multiples of groups."
             )
@@ -191,6 +168,7 @@ def conv_layer(
     stride_pair = to_pair(strides, "strides")
     dilation_pair = to_pair(dilation, "dilation")
     initializer = choose(INITIALIZERS, "kernel_initializer", kernel_initializer)
+    padding = padding_name(padding)
     if isinstance(padding, str):
         padding_rule = choose(PADDINGS, "padding", padding)
         conv_class, conv_padding = padding_rule(kernel, stride_pair, dilation_pair)
@@ -223,19 +201,20 @@ def conv_block(
     groups: int = 1,
     use_bias: bool | None = None,
     norm: str = "batch",
-    activation: str = "relu",
+    activation: str | None = "relu",
     kernel_initializer: str = "kaiming_normal",
     dropout: float = 0.0,
 ) -> nn.Sequential:
     """Return conv -> norm -> activation -> dropout as a Sequential, leaving out unused parts.
 
     use_bias: None gives the conv a bias only when no norm follows (a norm cancels it).
+    activation: a name in ACTIVATIONS; None and "linear" (Keras' words) are "none".
     dropout: probability of zeroing each activation (Keras Dropout, element-wise).
     """
     norm_factory = choose(NORMS, "norm", norm)
+    activation = activation_name(activation)
     activation_factory = choose(ACTIVATIONS, "activation", activation)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout={dropout!r} is not allowed: use a probability in [0, 1).")
+    dropout = fraction(dropout, "dropout")
     bias = norm == "none" if use_bias is None else use_bias
     layers: list[nn.Module] = [
         conv_layer(

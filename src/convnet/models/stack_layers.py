@@ -12,14 +12,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from convnet.checks import ConfigError, choose, fraction, positive_int, refuse
 from convnet.models.layers import (
     INITIALIZERS,
     Pair,
     activation_layer,
-    choose,
     conv_block,
     norm_layer,
-    positive_int,
+    padding_name,
 )
 from convnet.models.pooling import pool_layer
 
@@ -29,7 +29,7 @@ Shape = tuple[int, ...]
 def feature_map_channels(shape: Shape) -> int:
     """Return the channels of a (C, H, W) input, or raise if the input is already flat."""
     if len(shape) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"it needs a feature map (channels, height, width) but gets flat features {shape}: "
             "put flatten, global pooling and dense layers after the convolutions and pools."
         )
@@ -39,17 +39,11 @@ def feature_map_channels(shape: Shape) -> int:
 def flat_features(shape: Shape) -> int:
     """Return the size of a flat (F,) input, or raise if it is still a feature map."""
     if len(shape) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"it needs flat features but gets a feature map {shape} (channels, height, width): "
             "add {type: flatten} or {type: global_avg_pool} before it."
         )
     return shape[0]
-
-
-def _dropout_rate(rate: float, name: str) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"{name}={rate!r} is not allowed: use a probability in [0, 1).")
-    return float(rate)
 
 
 def conv(
@@ -62,7 +56,7 @@ def conv(
     groups: int = 1,
     use_bias: bool | None = None,
     norm: str = "none",
-    activation: str = "none",
+    activation: str | None = "none",
     kernel_initializer: str = "kaiming_normal",
     dropout: float = 0.0,
 ) -> nn.Module:
@@ -88,7 +82,7 @@ def max_pool(
 ) -> nn.Module:
     """Return a max-pool (Keras MaxPooling2D: strides default to pool_size)."""
     feature_map_channels(shape)
-    return pool_layer("max", pool_size, strides, padding)
+    return pool_layer("max", pool_size, strides, padding_name(padding))
 
 
 def avg_pool(
@@ -96,7 +90,7 @@ def avg_pool(
 ) -> nn.Module:
     """Return an average-pool (Keras AveragePooling2D: strides default to pool_size)."""
     feature_map_channels(shape)
-    return pool_layer("avg", pool_size, strides, padding)
+    return pool_layer("avg", pool_size, strides, padding_name(padding))
 
 
 def _global_pool(pool: type[nn.Module]) -> Callable[[Shape], nn.Module]:
@@ -122,7 +116,7 @@ def group_norm(shape: Shape, groups: int | None = None) -> nn.Module:
     if groups is None:
         return norm_layer("group", channels)
     if channels % positive_int(groups, "groups"):
-        raise ValueError(
+        raise ConfigError(
             f"groups={groups} does not divide the {channels} channels it receives: "
             "choose a divisor of the channel count, or leave groups out."
         )
@@ -136,14 +130,14 @@ def layer_norm(shape: Shape) -> nn.Module:
     return nn.LayerNorm(flat_features(shape))
 
 
-def activation(shape: Shape, activation: str) -> nn.Module:
-    """Return the activation named `activation` (Keras Activation)."""
+def activation(shape: Shape, activation: str | None) -> nn.Module:
+    """Return the activation named `activation` (Keras Activation; linear or null: none)."""
     return activation_layer(activation)
 
 
 def dropout(shape: Shape, rate: float = 0.5) -> nn.Module:
     """Return element-wise Dropout zeroing each value with probability `rate` (Keras Dropout)."""
-    return nn.Dropout(_dropout_rate(rate, "rate"))
+    return nn.Dropout(fraction(rate, "rate"))
 
 
 def flatten(shape: Shape) -> nn.Module:
@@ -154,7 +148,7 @@ def flatten(shape: Shape) -> nn.Module:
 def dense(
     shape: Shape,
     units: int,
-    activation: str = "none",
+    activation: str | None = "none",
     use_bias: bool = True,
     kernel_initializer: str = "default",
 ) -> nn.Module:
@@ -205,7 +199,7 @@ class Scale(nn.Module):
 def scale(shape: Shape, factor: float) -> nn.Module:
     """Return a layer multiplying its input by `factor` (no weights)."""
     if isinstance(factor, bool) or not isinstance(factor, int | float) or factor == 0:
-        raise ValueError(f"factor={factor!r} is not allowed: use a non-zero number, e.g. 0.125.")
+        raise refuse("factor", factor, "a non-zero number, e.g. 0.125")
     return Scale(float(factor))
 
 
