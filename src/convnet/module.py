@@ -15,6 +15,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from convnet.checks import fraction
+
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
 
@@ -51,8 +53,7 @@ class ImageClassifier(L.LightningModule):
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
+        label_smoothing = fraction(label_smoothing, "module.label_smoothing")
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "config"])
         self.model = model
         self.optimizer_factory = optimizer

@@ -7,6 +7,8 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from convnet.checks import choose, fraction
+
 # Progress in [0, 1] -> fraction of the way from the peak to the final lr.
 ANNEALING = {
     "linear": lambda progress: progress,
@@ -29,14 +31,10 @@ def one_cycle(
     so a run resumed with more epochs stretches the schedule instead of failing with
     "Tried to step N times".
     """
-    _check_fraction("scheduler.pct_start", pct_start)
-    if anneal_strategy not in ANNEALING:
-        raise ValueError(
-            f"scheduler.anneal_strategy={anneal_strategy!r} is not one of {sorted(ANNEALING)}"
-        )
+    pct_start = fraction(pct_start, "scheduler.pct_start")
+    anneal = choose(ANNEALING, "scheduler.anneal_strategy", anneal_strategy)
     start, end = 1 / div_factor, 1 / (div_factor * final_div_factor)
     peak_step = max(1.0, pct_start * total_steps - 1)  # as torch.optim OneCycleLR
-    anneal = ANNEALING[anneal_strategy]
 
     def factor(step: int) -> float:
         if step <= peak_step:
@@ -55,8 +53,8 @@ def warmup_cosine(
 ) -> LRScheduler:
     """Return a linear warm-up from 0 to lr over `warmup_fraction` of the steps, then a
     cosine decay to `min_lr_fraction * lr`."""
-    _check_fraction("scheduler.warmup_fraction", warmup_fraction)
-    _check_fraction("scheduler.min_lr_fraction", min_lr_fraction)
+    warmup_fraction = fraction(warmup_fraction, "scheduler.warmup_fraction")
+    min_lr_fraction = fraction(min_lr_fraction, "scheduler.min_lr_fraction")
     warmup = max(1, round(warmup_fraction * total_steps))
 
     def factor(step: int) -> float:
@@ -66,8 +64,3 @@ def warmup_cosine(
         return min_lr_fraction + (1 - min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
-
-
-def _check_fraction(key: str, value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"{key}={value} must be in [0, 1)")

@@ -136,7 +136,9 @@ def test_zero_val_fraction_keeps_every_training_image_in_train(tmp_path, fake_mn
 
 @pytest.mark.parametrize("val_fraction", [-0.1, 1.0, 1.5])
 def test_val_fraction_outside_zero_to_one_is_refused(val_fraction, tmp_path):
-    with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"val_fraction=.* is not allowed: use a number in \[0, 1\)"
+    ):
         TorchvisionSource("cifar10", tmp_path, val_fraction=val_fraction)
 
 

@@ -18,6 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from convnet.callbacks.layers import Stage, network_of, stages
 from convnet.callbacks.samples import Samples, image_file_samples, validation_samples
 from convnet.callbacks.state import left_as_found
+from convnet.checks import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +60,15 @@ class PictureContext:
     def stages(self) -> list[Stage]:
         """Return the network's stages (see convnet.callbacks.layers.stages)."""
         if self._stages is None:
-            # Only networks without a known layout are traced, with one blank image.
+            # Only networks that declare no stages are traced, on the meta device.
             shape = (1, self.datamodule.in_channels, *self.datamodule.image_size)
-            self._stages = stages(self.network, torch.zeros(shape, device=self.device))
+            self._stages = stages(self.network, torch.empty(shape, device="meta"))
         return self._stages
 
 
 def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
     """Return the SummaryWriter of each TensorBoardLogger the trainer logs to."""
     return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-
-
-def positive(value: int, key: str) -> int:
-    """Return `value` if it is a positive int, else raise naming the config key."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{key}={value!r} is not allowed: use a positive integer.")
-    return value
 
 
 class PictureCallback(Callback):
@@ -94,7 +88,7 @@ class PictureCallback(Callback):
     def __init__(
         self, every_n_epochs: int = 1, at_start: bool = True, network_attribute: str = "model"
     ) -> None:
-        self.every_n_epochs = positive(every_n_epochs, f"callbacks.{self.name}.every_n_epochs")
+        self.every_n_epochs = positive_int(every_n_epochs, f"callbacks.{self.name}.every_n_epochs")
         self.at_start = at_start
         self.network_attribute = network_attribute
         self.seconds = 0.0  # time spent drawing and logging, for benchmarks

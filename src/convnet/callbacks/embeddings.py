@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 
-from convnet.callbacks.base import PictureCallback, PictureContext, positive
+from convnet.callbacks.base import PictureCallback, PictureContext
 from convnet.callbacks.layers import classifier_layer, named_modules
+from convnet.checks import positive_int
 
 TAG = "embeddings"
 SPRITE_SIZE = 64  # pixels: larger images are shrunk in the projector's sprite sheet
@@ -70,7 +71,7 @@ class Embeddings(PictureCallback):
     ) -> None:
         super().__init__(every_n_epochs, at_start, network_attribute)
         self.layer = layer
-        self.per_class = positive(per_class, "callbacks.embeddings.per_class")
+        self.per_class = positive_int(per_class, "callbacks.embeddings.per_class")
         self.seed = seed
 
     def write(self, writers: list[SummaryWriter], context: PictureContext, step: int) -> None:

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from convnet.callbacks.base import PictureCallback, PictureContext, Pictures, positive
-from convnet.callbacks.hooks import capture_outputs
+from convnet.callbacks.base import PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import named_modules
 from convnet.callbacks.render import (
     as_rgb,
@@ -19,6 +18,8 @@ from convnet.callbacks.render import (
     rescale,
     resize,
 )
+from convnet.checks import positive_int
+from convnet.models.trace import capture_outputs
 
 
 def top_channels(activations: Tensor, k: int) -> Tensor:
@@ -98,12 +99,12 @@ class FeatureMaps(PictureCallback):
     ) -> None:
         super().__init__(every_n_epochs, at_start, network_attribute)
         self.layers = list(layers) if layers is not None else None
-        self.per_class = positive(per_class, "callbacks.feature_maps.per_class")
-        self.max_images = positive(max_images, "callbacks.feature_maps.max_images")
+        self.per_class = positive_int(per_class, "callbacks.feature_maps.per_class")
+        self.max_images = positive_int(max_images, "callbacks.feature_maps.max_images")
         self.seed = seed
-        self.top_k = positive(top_k, "callbacks.feature_maps.top_k")
+        self.top_k = positive_int(top_k, "callbacks.feature_maps.top_k")
         self.scale = check_scale(scale, "callbacks.feature_maps.scale")
-        self.tile_size = positive(tile_size, "callbacks.feature_maps.tile_size")
+        self.tile_size = positive_int(tile_size, "callbacks.feature_maps.tile_size")
 
     def layer_names(self, context: PictureContext) -> list[str]:
         """Return the names of the layers to draw, the configured ones or each stage's output."""

@@ -14,11 +14,12 @@ import torch
 from torch import Tensor, nn
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from convnet.callbacks.base import PictureCallback, PictureContext, Pictures, positive
-from convnet.callbacks.hooks import capture_outputs
+from convnet.callbacks.base import PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import named_modules
 from convnet.callbacks.render import as_rgb, image_grid, label_tiles, resize
 from convnet.callbacks.samples import input_range, pixels_of
+from convnet.checks import positive_int
+from convnet.models.trace import capture_outputs
 
 
 def evenly_spaced(count: int, total: int) -> list[int]:
@@ -128,10 +129,10 @@ class FilterResponse(PictureCallback):
         super().__init__(every_n_epochs, at_start, network_attribute)
         self.layers = list(layers) if layers is not None else None
         self.channels = list(channels) if channels is not None else None
-        self.filters_per_layer = positive(
+        self.filters_per_layer = positive_int(
             filters_per_layer, "callbacks.filter_response.filters_per_layer"
         )
-        self.steps = positive(steps, "callbacks.filter_response.steps")
+        self.steps = positive_int(steps, "callbacks.filter_response.steps")
         self.options = {
             "lr": lr,
             "jitter": jitter,
@@ -140,7 +141,7 @@ class FilterResponse(PictureCallback):
             "decay": decay,
             "seed": seed,
         }
-        self.tile_size = positive(tile_size, "callbacks.filter_response.tile_size")
+        self.tile_size = positive_int(tile_size, "callbacks.filter_response.tile_size")
 
     def layer_names(self, context: PictureContext) -> list[str]:
         """Return the configured layers, or the output of every stage after the first."""

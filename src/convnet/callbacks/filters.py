@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from convnet.callbacks.base import PictureCallback, PictureContext, Pictures, positive
+from convnet.callbacks.base import PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import first_conv, named_modules
 from convnet.callbacks.render import image_grid, rescale
+from convnet.checks import positive_int
 
 FILTER_SCALES = {"per_filter": "per_tile", "shared": "shared"}
 DEEP_MODES = ("channels", "mean")
@@ -96,10 +97,10 @@ class FilterImages(PictureCallback):
         self.layers = list(layers) if layers is not None else None
         self.scale = scale
         self.deep = deep
-        self.tile_size = positive(tile_size, "callbacks.filters.tile_size")
-        self.max_filters = positive(max_filters, "callbacks.filters.max_filters")
-        self.max_deep_filters = positive(max_deep_filters, "callbacks.filters.max_deep_filters")
-        self.max_in_channels = positive(max_in_channels, "callbacks.filters.max_in_channels")
+        self.tile_size = positive_int(tile_size, "callbacks.filters.tile_size")
+        self.max_filters = positive_int(max_filters, "callbacks.filters.max_filters")
+        self.max_deep_filters = positive_int(max_deep_filters, "callbacks.filters.max_deep_filters")
+        self.max_in_channels = positive_int(max_in_channels, "callbacks.filters.max_in_channels")
 
     def layer_names(self, context: PictureContext) -> list[str]:
         """Return the names of the conv layers to draw, the configured ones or the default."""

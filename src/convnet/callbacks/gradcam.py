@@ -12,9 +12,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from convnet.callbacks.base import PictureCallback, PictureContext, Pictures, positive
+from convnet.callbacks.base import PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import named_modules
 from convnet.callbacks.render import as_rgb, colormap, image_grid, label_tiles, resize
+from convnet.checks import positive_int
 
 OVERLAY = 0.5  # weight of the heat map over the image
 
@@ -88,10 +89,10 @@ class GradCAM(PictureCallback):
     ) -> None:
         super().__init__(every_n_epochs, at_start, network_attribute)
         self.layer = layer
-        self.per_class = positive(per_class, "callbacks.gradcam.per_class")
-        self.max_images = positive(max_images, "callbacks.gradcam.max_images")
+        self.per_class = positive_int(per_class, "callbacks.gradcam.per_class")
+        self.max_images = positive_int(max_images, "callbacks.gradcam.max_images")
         self.seed = seed
-        self.tile_size = positive(tile_size, "callbacks.gradcam.tile_size")
+        self.tile_size = positive_int(tile_size, "callbacks.gradcam.tile_size")
 
     def pictures(self, context: PictureContext) -> Pictures:
         name = self.layer if self.layer is not None else context.stages()[-1].output

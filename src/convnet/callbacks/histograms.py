@@ -10,9 +10,10 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from convnet.callbacks.base import positive, tensorboard_writers
+from convnet.callbacks.base import tensorboard_writers
 from convnet.callbacks.layers import network_of
 from convnet.callbacks.state import few_threads
+from convnet.checks import positive_int
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -45,8 +46,8 @@ class Histograms(L.Callback):
         include_norm_and_bias: bool = False,
         network_attribute: str = "model",
     ) -> None:
-        self.every_n_epochs = positive(every_n_epochs, "callbacks.histograms.every_n_epochs")
-        self.bins = positive(bins, "callbacks.histograms.bins")
+        self.every_n_epochs = positive_int(every_n_epochs, "callbacks.histograms.every_n_epochs")
+        self.bins = positive_int(bins, "callbacks.histograms.bins")
         self.include_norm_and_bias = include_norm_and_bias
         self.network_attribute = network_attribute
         self.seconds = 0.0

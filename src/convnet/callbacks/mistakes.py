@@ -17,7 +17,6 @@ from convnet.callbacks.base import (
     PictureCallback,
     PictureContext,
     Pictures,
-    positive,
     tensorboard_writers,
 )
 from convnet.callbacks.confusion import confusion_matrix_picture
@@ -25,6 +24,7 @@ from convnet.callbacks.layers import network_of
 from convnet.callbacks.render import as_rgb, image_grid, label_tiles, resize
 from convnet.callbacks.samples import pixels_of
 from convnet.callbacks.state import few_threads
+from convnet.checks import positive_int
 
 ACCURACY_TAG = "val_class_acc"  # per-class accuracy scalars: val_class_acc/<class name>
 
@@ -124,8 +124,8 @@ class Mistakes(PictureCallback):
         network_attribute: str = "model",
     ) -> None:
         super().__init__(every_n_epochs, at_start=False, network_attribute=network_attribute)
-        self.num_images = positive(num_images, "callbacks.mistakes.num_images")
-        self.tile_size = positive(tile_size, "callbacks.mistakes.tile_size")
+        self.num_images = positive_int(num_images, "callbacks.mistakes.num_images")
+        self.tile_size = positive_int(tile_size, "callbacks.mistakes.tile_size")
         self.accuracy: Tensor | None = None  # per class, from the last pictures drawn
         self._tracker: MistakeTracker | None = None
         self._hook: RemovableHandle | None = None

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from convnet.checks import ConfigError, non_negative_int, refuse
+
 
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     """Return each image shifted by up to `padding` pixels on each axis, with zeros where
@@ -44,11 +46,13 @@ class BatchTransform:
         image_size: Sequence[int] | None = None,
     ) -> None:
         if len(mean) != len(std):
-            raise ValueError(f"data.mean {list(mean)} and data.std {list(std)} differ in length")
+            raise ConfigError(
+                f"data.mean {list(mean)} and data.std {list(std)} differ in length: "
+                "give one mean and one std per channel"
+            )
         if any(s <= 0 for s in std):
-            raise ValueError(f"data.std={list(std)} must be positive")
-        if crop_padding < 0:
-            raise ValueError(f"data.crop_padding={crop_padding} must be >= 0")
+            raise refuse("data.std", list(std), "numbers > 0, one per channel")
+        crop_padding = non_negative_int(crop_padding, "data.crop_padding")
         # Normalise after scaling uint8 to [0, 1]: fold both into one multiply-add.
         self.scale = torch.tensor([1 / (255 * s) for s in std])[None, :, None, None]
         self.shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)])

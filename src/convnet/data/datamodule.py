@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from convnet.checks import ConfigError, int_at_least, non_negative_int, positive_int, to_pair
 from convnet.data.augment import BatchTransform
 from convnet.data.batches import EpochBatchSampler, ResumableLoader, TensorBatches
 from convnet.data.splits import Split, Splits, TensorSplit, check_fold, kfold_splits
@@ -54,19 +55,18 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_fold(fold, num_folds)
-        _require_positive("data.batch_size", batch_size)
-        _require_positive("data.eval_batch_size", eval_batch_size or batch_size)
-        _require_positive("data.in_channels", in_channels)
-        if num_classes < 2:
-            raise ValueError(f"data.num_classes={num_classes} must be at least 2")
-        image_size = _as_pair("data.image_size", image_size)
+        batch_size = positive_int(batch_size, "data.batch_size")
+        if eval_batch_size is not None:
+            eval_batch_size = positive_int(eval_batch_size, "data.eval_batch_size")
+        in_channels = positive_int(in_channels, "data.in_channels")
+        num_classes = int_at_least(num_classes, "data.num_classes", 2)
+        image_size = to_pair(image_size, "data.image_size")
         if len(mean) != in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"data.mean has {len(mean)} values but data.in_channels={in_channels}; "
                 "give one mean and one std per channel"
             )
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers={num_workers} must be >= 0")
+        num_workers = non_negative_int(num_workers, "data.num_workers")
         self.source = source
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -206,15 +206,3 @@ class ImageDataModule(L.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         generator = self._augment_generator(images.device) if training else None
         return self.transform(images, training, generator), labels
-
-
-def _require_positive(key: str, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{key}={value} must be a positive integer")
-
-
-def _as_pair(key: str, value: int | Sequence[int]) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or any(int(v) < 1 for v in pair):
-        raise ValueError(f"{key}={list(pair)} must be [height, width] of positive integers")
-    return int(pair[0]), int(pair[1])

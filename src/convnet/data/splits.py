@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
+from convnet.checks import ConfigError, fraction, int_at_least, refuse
+
 
 @dataclass(frozen=True)
 class TensorSplit:
@@ -54,11 +56,11 @@ def stratified_split(labels: torch.Tensor, fractions: list[float], seed: int) ->
         members = (labels == label).nonzero().squeeze(1)
         members = members[torch.randperm(members.numel(), generator=generator)]
         start = 0
-        for part, fraction in enumerate(fractions):
+        for part, share in enumerate(fractions):
             stop = (
                 members.numel()
                 if part == len(fractions) - 1
-                else start + round(fraction * members.numel())
+                else start + round(share * members.numel())
             )
             parts[part].append(members[start:stop])
             start = stop
@@ -66,27 +68,21 @@ def stratified_split(labels: torch.Tensor, fractions: list[float], seed: int) ->
 
 
 def check_val_fraction(val_fraction: float) -> float:
-    """Return `val_fraction` as a float, or raise ValueError when it is outside [0, 1)."""
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise ValueError(
-            f"data.source.val_fraction must be in [0, 1), got {val_fraction!r}; "
-            "use e.g. 0.1 to hold out a tenth of the training images for validation"
-        )
-    return float(val_fraction)
+    """Return `val_fraction` as a float, or raise ConfigError when it is outside [0, 1)."""
+    return fraction(val_fraction, "data.source.val_fraction")
 
 
 def check_fold(fold: int | None, num_folds: int) -> None:
-    """Raise ValueError naming the key when `fold` or `num_folds` cannot select a fold."""
-    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 2:
-        raise ValueError(
-            f"data.num_folds={num_folds!r} is not allowed: use an integer >= 2, e.g. 5"
-        )
+    """Raise ConfigError naming the key when `fold` or `num_folds` cannot select a fold."""
+    int_at_least(num_folds, "data.num_folds", 2)
     if fold is None:
         return
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < num_folds:
-        raise ValueError(
-            f"data.fold={fold!r} is not allowed: use an integer from 0 to {num_folds - 1} "
-            f"(data.num_folds={num_folds}), or null for the data set's own train/val split"
+    if int_at_least(fold, "data.fold", 0) >= num_folds:
+        raise refuse(
+            "data.fold",
+            fold,
+            f"an integer from 0 to {num_folds - 1} (data.num_folds={num_folds}), or null for "
+            "the data set's own train/val split",
         )
 
 
@@ -99,7 +95,7 @@ def kfold_splits(splits: Splits, fold: int, num_folds: int, seed: int) -> Splits
     """
     check_fold(fold, num_folds)
     if not (isinstance(splits.train, TensorSplit) and isinstance(splits.val, TensorSplit)):
-        raise ValueError(
+        raise ConfigError(
             f"data.fold={fold}: k-fold cross-validation needs an in-memory data set (shapes, "
             "digits, cifar10, cifar100, mnist, fashion_mnist), not a streamed folder of "
             "images; set data.fold=null"
