@@ -7,9 +7,12 @@ trained, downloaded or written, so no run directory is made.
 
 import argparse
 
+import torch
+
 from convnet.compose import compose_config
 from convnet.errors import one_line_errors
-from convnet.summary import draw, summarize_config, summary_table
+from convnet.summary import draw, summarize, summary_table
+from convnet.train import build_model
 
 
 @one_line_errors()
@@ -28,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = compose_config("train", args.overrides)
     choices = cfg.hydra.runtime.choices
-    summary = summarize_config(cfg, args.max_depth)
+    # On the meta device no weights are allocated or initialised; the size check still runs.
+    with torch.device("meta"):
+        network = build_model(cfg.model)
+    summary = summarize(network, cfg.data.in_channels, cfg.data.image_size, args.max_depth)
     draw(summary_table(summary, title=f"model={choices.model} data={choices.data}"))
 
 

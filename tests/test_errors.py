@@ -17,7 +17,9 @@ from tests.compose import REPO, compose_config
 
 def test_a_config_object_that_fails_to_build_is_named_with_its_key() -> None:
     vgg = {"_target_": "convnet.models.VGG", "layers": [8, "M"], "in_channels": 3}
-    node = {"model": {**vgg, "num_classes": 10, "image_size": 1}}
+    # A VGG takes any image size: the size check that builders run is what refuses it.
+    checked = {"_target_": "convnet.models.check_network"}
+    node = {"model": {**checked, "network": {**vgg, "num_classes": 10, "image_size": 1}}}
     with pytest.raises(Exception) as raised:
         instantiate(OmegaConf.create(node))
     line = user_error_line(raised.value)

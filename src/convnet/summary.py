@@ -1,107 +1,25 @@
 """A layer-by-layer summary of a network: output shapes, parameters, receptive fields, MACs.
 
-One forward pass of a single image on the meta device (shapes only, no compute) with
-forward hooks on every leaf module. MACs come from PyTorch's FlopCounterMode (convolutions
-and matrix products; norms, activations and pooling count as zero, as in torchvision's
-published figures); a multiply-accumulate is two floating-point operations.
+One traced forward pass of a single image on the meta device (shapes only, no compute, see
+convnet.models.trace). MACs come from PyTorch's FlopCounterMode (convolutions and matrix
+products; norms, activations and pooling count as zero, as in torchvision's published
+figures); a multiply-accumulate is two floating-point operations.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from rich import get_console
 from rich.console import Console
 from rich.table import Table
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from convnet.models.fields import Field, leaf_fields
 from convnet.models.layers import to_pair
-from convnet.models.resnet_blocks import PadShortcut
-from convnet.models.shape_check import meta_state
-from convnet.train import build_model
-
-Pair = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Field:
-    """The receptive field of one value of a feature map, in input pixels, per (height, width).
-
-    size: how many input pixels one value depends on (its theoretical receptive field).
-    jump: how many input pixels apart two neighbouring values of the map are (the product of
-        the strides so far).
-    extent: the (height, width) of the map these values belong to.
-    """
-
-    size: Pair
-    jump: Pair
-    extent: Pair
-
-    def through(self, kernel: Pair, stride: Pair, dilation: Pair = (1, 1)) -> Field:
-        """Return the field after a sliding window (conv or pool) of `kernel` and `stride`."""
-        size = tuple(
-            r + d * (k - 1) * j
-            for r, k, d, j in zip(self.size, kernel, dilation, self.jump, strict=True)
-        )
-        jump = tuple(j * s for j, s in zip(self.jump, stride, strict=True))
-        return Field(size, jump, self.extent)
-
-    def whole_map(self) -> Field:
-        """Return the field of a value that depends on every position of the map (dense,
-        global pooling): the window spans the whole extent."""
-        return self.through(self.extent, (1, 1)).with_extent((1, 1))
-
-    def with_extent(self, extent: Pair) -> Field:
-        """Return the same field on a map of another (height, width)."""
-        return replace(self, extent=extent)
-
-
-def _adaptive_window(size_in: int, size_out: int) -> tuple[int, int]:
-    """Return (widest window, stride) of adaptive pooling from size_in to size_out."""
-    # PyTorch's windows: [floor(i * n / o), ceil((i + 1) * n / o)); uneven when o does not
-    # divide n, so the widest one is the receptive field.
-    widest = max(
-        math.ceil((i + 1) * size_in / size_out) - (i * size_in) // size_out for i in range(size_out)
-    )
-    return widest, max(size_in // size_out, 1)
-
-
-def _spatial_step(module: nn.Module, field: Field, size_in: Pair, size_out: Pair) -> Field:
-    """Return the field after `module` for a (B, C, H, W) input; pointwise layers keep it."""
-    if isinstance(module, nn.Conv2d):
-        return field.through(module.kernel_size, module.stride, module.dilation)
-    if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
-        dilation = getattr(module, "dilation", 1)
-        return field.through(
-            to_pair(module.kernel_size, "kernel_size"),
-            to_pair(module.stride, "stride"),
-            to_pair(dilation, "dilation"),
-        )
-    if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-        windows = [_adaptive_window(n, o) for n, o in zip(size_in, size_out, strict=True)]
-        return field.through((windows[0][0], windows[1][0]), (windows[0][1], windows[1][1]))
-    if isinstance(module, PadShortcut):
-        return field.through((1, 1), (module.stride, module.stride))
-    return field
-
-
-def next_field(
-    module: nn.Module, field: Field, shape_in: Sequence[int], shape_out: Sequence[int]
-) -> Field:
-    """Return the receptive field of `module`'s output from its input's field and shapes."""
-    if len(shape_in) == 4:
-        field = _spatial_step(module, field, tuple(shape_in[-2:]), tuple(shape_out[-2:]))
-    elif field.extent != (1, 1):
-        # Flat features that still stand for a map (a functional flatten): each now sees it all.
-        field = field.whole_map()
-    if len(shape_out) == 4:
-        return field.with_extent(tuple(shape_out[-2:]))
-    return field.whole_map()
+from convnet.models.trace import trace
 
 
 @dataclass(frozen=True)
@@ -132,70 +50,26 @@ class NetworkSummary:
         return 2 * self.macs
 
 
-class _Tracer:
-    """Forward hooks that turn each leaf module call into a LayerRow."""
-
-    def __init__(self, image: torch.Tensor, counter: FlopCounterMode) -> None:
-        self.counter = counter
-        self.latest = Field((1, 1), (1, 1), tuple(image.shape[-2:]))
-        # id -> (tensor, field); holding the tensor keeps its id from being reused.
-        self.fields: dict[int, tuple[torch.Tensor, Field]] = {id(image): (image, self.latest)}
-        self.calls: list[tuple[int, Field, tuple[int, ...]]] = []
-        self.counted: set[int] = set()
-        self.rows: list[LayerRow] = []
-
-    def before(self, module: nn.Module, args: tuple[object, ...]) -> None:
-        x = args[0] if args else None
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else ()
-        # A tensor made outside any module (a residual sum, torch.flatten) takes the field of
-        # the last module's output: in a residual block that is the main path, not the shortcut.
-        field = self.fields.get(id(x), (None, self.latest))[1]
-        self.calls.append((self.counter.get_total_flops(), field, shape))
-
-    def after(self, name: str, module: nn.Module, output: object) -> None:
-        flops_before, field, shape_in = self.calls.pop()
-        if not isinstance(output, torch.Tensor):
-            return
-        field = next_field(module, field, shape_in, tuple(output.shape))
-        self.fields[id(output)] = (output, field)
-        self.latest = field
-        first_call = id(module) not in self.counted
-        self.counted.add(id(module))
-        self.rows.append(
-            LayerRow(
-                name=name or type(module).__name__,
-                kind=type(module).__name__,
-                output_shape=tuple(output.shape[1:]),
-                parameters=sum(p.numel() for p in module.parameters()) if first_call else 0,
-                field=field,
-                macs=(self.counter.get_total_flops() - flops_before) // 2,
-            )
-        )
-
-
 def _trace(model: nn.Module, image: torch.Tensor) -> tuple[list[LayerRow], int]:
     """Return the rows of every leaf module call, and the total MACs of the forward pass."""
-    with FlopCounterMode(display=False) as counter:
-        tracer = _Tracer(image, counter)
-        handles = []
-        for name, module in model.named_modules():
-            if next(module.children(), None) is None:
-                handles.append(module.register_forward_pre_hook(tracer.before))
-                handles.append(
-                    module.register_forward_hook(
-                        lambda m, args, out, name=name: tracer.after(name, m, out)
-                    )
-                )
-        was_training = model.training
-        # Eval mode: batch norm in training mode refuses one value per channel.
-        model.eval()
-        try:
-            torch.func.functional_call(model, meta_state(model), (image,))
-        finally:
-            model.train(was_training)
-            for handle in handles:
-                handle.remove()
-    return tracer.rows, counter.get_total_flops() // 2
+    traced = trace(model, image, count_flops=True)
+    if traced.error is not None:
+        raise traced.error
+    rows, counted = [], set()
+    for call, field in leaf_fields(traced, image):
+        first_call = id(call.module) not in counted
+        counted.add(id(call.module))
+        rows.append(
+            LayerRow(
+                name=call.name or type(call.module).__name__,
+                kind=type(call.module).__name__,
+                output_shape=tuple(call.output.shape[1:]),
+                parameters=sum(p.numel() for p in call.module.parameters()) if first_call else 0,
+                field=field,
+                macs=call.flops // 2,
+            )
+        )
+    return rows, traced.flops // 2
 
 
 def _group(rows: list[LayerRow], model: nn.Module, depth: int) -> list[LayerRow]:
@@ -232,6 +106,7 @@ def summarize(
     max_depth: -1 gives a row per leaf module call; n > 0 merges the rows of each module
         at depth n (`layer1.0` at depth 2), summing parameters and MACs.
     The model's weights are not touched: the pass runs on meta copies, in eval mode.
+    Raises the model's own error when it cannot take images of `image_size`.
     """
     height, width = to_pair(image_size, "image_size")
     image = torch.empty(1, in_channels, height, width, device="meta")
@@ -310,13 +185,3 @@ def draw(table: Table, console: Console | None = None) -> None:
             force_terminal=console.is_terminal,
         )
     console.print(table)
-
-
-def summarize_config(cfg: DictConfig, max_depth: int = -1) -> NetworkSummary:
-    """Return the summary of the network a run config describes, for its data's image size.
-
-    The network is built on the meta device: no weights are allocated or initialised.
-    """
-    with torch.device("meta"):
-        model = build_model(cfg.model)
-    return summarize(model, cfg.data.in_channels, cfg.data.image_size, max_depth)

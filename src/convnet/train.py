@@ -23,6 +23,7 @@ from convnet.config import ConfigError, validate
 from convnet.data import ImageDataModule
 from convnet.guards import LOSS_FACTOR, CheckpointOnInterrupt, DivergenceGuard
 from convnet.host_memory import keep_freed_memory
+from convnet.models import check_network
 from convnet.models.pretrained import load_pretrained
 from convnet.module import ImageClassifier
 from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT, newest_resumable_run
@@ -42,7 +43,7 @@ def build_model(model_cfg: DictConfig, pretrained_weights: bool = True) -> nn.Mo
     network_cfg = model_cfg.copy()
     with open_dict(network_cfg):
         pretrained = network_cfg.pop("pretrained", None)
-    network = instantiate(network_cfg)
+    network = check_network(instantiate(network_cfg))
     if pretrained is None or not pretrained_weights:
         return network
     return load_pretrained(network, pretrained)

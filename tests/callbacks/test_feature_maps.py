@@ -7,8 +7,8 @@ from torch import nn
 from convnet.callbacks import FeatureMaps
 from convnet.callbacks.base import PictureContext
 from convnet.callbacks.feature_maps import feature_map_picture, top_channels
-from convnet.callbacks.hooks import capture_outputs
 from convnet.callbacks.render import LINE_HEIGHT, colormap, rescale, resize
+from convnet.models.trace import capture_outputs
 
 PAD = 2
 

@@ -8,7 +8,14 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs as TORCHVISION_LAYERS
 
-from convnet.models import VGG, CustomNet, ResNet, check_image_size, smallest_image_size
+from convnet.models import (
+    VGG,
+    CustomNet,
+    ResNet,
+    check_image_size,
+    check_network,
+    smallest_image_size,
+)
 from convnet.models.shape_check import warn_one_pixel_convolutions
 from convnet.train import build_network
 
@@ -17,7 +24,7 @@ VGG16 = TORCHVISION_LAYERS["D"]
 
 def test_vgg16_on_8x8_images_names_the_failing_layer_and_smallest_size():
     with pytest.raises(ValueError) as error:
-        VGG(VGG16, 3, 10, 8)
+        check_network(VGG(VGG16, 3, 10, 8))
     message = str(error.value)
     # 8 -> 4 -> 2 -> 1 after three pools; the fourth pool (features.23) has nothing to halve.
     assert "'features.23' (MaxPool2d)" in message
@@ -136,7 +143,7 @@ def test_a_custom_stack_warns_once_when_complete_and_names_its_layer(
     conv = {"type": "conv", "filters": 4, "kernel_size": 3, "padding": "same"}
     layers = [conv, {"type": "max_pool"}, conv, conv, conv, {"type": "global_avg_pool"}]
     with caplog.at_level(logging.WARNING, logger="convnet.models.shape_check"):
-        CustomNet(layers, in_channels=1, num_classes=3, image_size=2)
+        check_network(CustomNet(layers, in_channels=1, num_classes=3, image_size=2))
     messages = _one_pixel_warnings(caplog)
     assert len(messages) == 1
     assert "the feature map is 1x1 after layer 'layers.1_max_pool'" in messages[0]

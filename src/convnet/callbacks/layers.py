@@ -1,14 +1,9 @@
 """Finding layers by name or type in any network: stages, their first convs, the penultimate.
 
 Callbacks never assume an architecture. A config names layers by their module name
-(`features.4`, `layer2.0.conv1`); without names a network's stages are found as:
-- networks with `stage_names` (convnet's and torchvision's ResNet layout): each stage
-  `layer1`..`layerN` is one stage, its output the stage module's output;
-- networks with a `features` nn.Sequential (the VGG layout): split at the pooling layers,
-  a stage's output being the last module before its pool;
-- any other nn.Module: one forward pass of an example batch, convolutions grouped by the
-  resolution of their outputs, a stage's output being the last module at that resolution
-  (or the module around it that computes from its output, as a residual layer's x + body(x)).
+(`features.4`, `layer2.0.conv1`); without names the pictures draw the network's stages:
+those it declares (`feature_info`, every convnet network has one, see convnet.models.stages),
+or, for any other nn.Module, those inferred from one traced forward pass of its input size.
 """
 
 from __future__ import annotations
@@ -16,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)
+from convnet.models.stages import StageInfo, infer_stages
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One resolution stage: its name, its first Conv2d and the module giving its output."""
+    """One stage as pictures find it: its name, its first Conv2d and the module giving its
+    output (a network's StageInfo: `module` is `output`)."""
 
     name: str
     first_conv: str
@@ -73,110 +68,29 @@ def named_modules(network: nn.Module, names: Sequence[str], key: str) -> dict[st
     return {name: modules[name] for name in names}
 
 
-def _first_conv_in(network: nn.Module, prefix: str) -> str | None:
-    for name, module in network.get_submodule(prefix).named_modules():
-        if isinstance(module, nn.Conv2d):
-            return f"{prefix}.{name}" if name else prefix
-    return None
-
-
-def _named_stages(network: nn.Module) -> list[Stage]:
-    found = []
-    for name in network.stage_names:
-        conv = _first_conv_in(network, name)
-        if conv is not None:
-            found.append(Stage(name, conv, name))
-    return found
-
-
-def _split_at_pools(features: nn.Sequential, prefix: str = "features") -> list[Stage]:
-    found: list[Stage] = []
-    run: list[tuple[str, nn.Module]] = []
-    for index, module in [*enumerate(features), (len(features), nn.MaxPool2d(1))]:
-        if isinstance(module, POOLS):
-            convs = [name for name, m in run if isinstance(m, nn.Conv2d)]
-            if convs:
-                found.append(Stage(f"stage{len(found) + 1}", convs[0], run[-1][0]))
-            run = []
-        else:
-            run.append((f"{prefix}.{index}", module))
-    return found
-
-
-# A module that ran: (name, module, output H x W or None, output).
-_Ran = tuple[str, nn.Module, tuple[int, ...] | None, object]
-
-
-def _output_module(ran: list[_Ran], leaf: int) -> str:
-    """Return the name of the module whose output stands for ran[leaf]'s: the leaf's own, or
-    the outermost module finishing right after it whose output is a new tensor of the same
-    size (a residual layer's x + body(x)); a Sequential passing its last output on is not."""
-    name, _, size, tensor = ran[leaf]
-    chosen = name
-    for outer, _, outer_size, output in ran[leaf + 1 :]:
-        if not name.startswith(f"{outer}.") or outer_size != size:
-            break
-        if output is not tensor:
-            chosen, tensor = outer, output
-    return chosen
-
-
-def _stages_by_resolution(network: nn.Module, example: Tensor) -> list[Stage]:
-    # Every module but the network itself, in the order they finished (first call only).
-    ran: list[_Ran] = []
-    seen: set[str] = set()
-
-    def record(name: str):
-        def hook(module: nn.Module, inputs: object, output: object) -> None:
-            if name not in seen:
-                seen.add(name)
-                is_map = isinstance(output, Tensor) and output.dim() == 4
-                ran.append((name, module, tuple(output.shape[-2:]) if is_map else None, output))
-
-        return hook
-
-    modules = [(n, m) for n, m in network.named_modules() if n]
-    handles = [module.register_forward_hook(record(name)) for name, module in modules]
-    try:
-        with torch.no_grad():
-            network(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    # Indices into `ran` of the leaf modules, in the order they ran.
-    order = [i for i, (_, module, _, _) in enumerate(ran) if next(module.children(), None) is None]
-    found: list[Stage] = []
-    group: list[int] = []
-    for index in [*order, None]:
-        size = None if index is None else ran[index][2]
-        if group and (index is None or size != ran[group[0]][2]):
-            convs = [ran[i][0] for i in group if isinstance(ran[i][1], nn.Conv2d)]
-            if convs and ran[group[0]][2] is not None:
-                output = _output_module(ran, group[-1])
-                found.append(Stage(f"stage{len(found) + 1}", convs[0], output))
-            group = []
-        if index is not None:
-            group.append(index)
-    return found
+def _stage(info: StageInfo) -> Stage:
+    # A stage that is one top-level module keeps that module's name (ResNet's layer2, as
+    # torchvision names it); pictures' tags use the module names, not these.
+    whole_module = "." not in info.module and info.first_conv.startswith(f"{info.module}.")
+    return Stage(info.module if whole_module else info.name, info.first_conv, info.module)
 
 
 def stages(network: nn.Module, example: Tensor | None = None) -> list[Stage]:
-    """Return the network's stages, found as the module docstring says.
+    """Return the network's stages: those it declares (`feature_info`), else inferred.
 
-    example: one input batch, needed only for networks with neither `stage_names` nor a
-        `features` nn.Sequential (they are traced with one forward pass).
+    example: one input batch, needed only for networks that declare no stages: its shape
+        is traced on the meta device (its values are not read).
     """
-    if isinstance(getattr(network, "stage_names", None), list | tuple):
-        found = _named_stages(network)
-    elif isinstance(getattr(network, "features", None), nn.Sequential):
-        found = _split_at_pools(network.features)
+    declared = getattr(network, "feature_info", None)
+    if isinstance(declared, list | tuple) and all(isinstance(s, StageInfo) for s in declared):
+        found = list(declared)
     elif example is not None:
-        found = _stages_by_resolution(network, example)
+        found = infer_stages(network, example.shape[1], tuple(example.shape[-2:]))
     else:
         raise ValueError(
-            f"{type(network).__name__} has neither stage_names nor a features Sequential: "
-            "an example input is needed to find its stages, or name the layers in the config."
+            f"{type(network).__name__} declares no stages (feature_info): an example input is "
+            "needed to infer them, or name the layers in the config."
         )
     if not found:
         raise ValueError(f"no convolution stage found in {type(network).__name__}")
-    return found
+    return [_stage(info) for info in found]

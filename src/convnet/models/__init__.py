@@ -1,4 +1,5 @@
-"""Model builders: one conv block; VGG, ResNet and custom stacks built from it; a size check."""
+"""Model builders: one conv block; VGG, ResNet and custom stacks built from it; their
+declared stages; one tracer; the size check every builder runs (`check_network`)."""
 
 from convnet.models.custom import CustomNet
 from convnet.models.layers import SamePadConv2d, conv_block, conv_layer
@@ -11,7 +12,8 @@ from convnet.models.resnet_blocks import (
     PreActBasicBlock,
     PreActBottleneck,
 )
-from convnet.models.shape_check import check_image_size, smallest_image_size
+from convnet.models.shape_check import check_image_size, check_network, smallest_image_size
+from convnet.models.stages import StageInfo, infer_stages
 from convnet.models.vgg import VGG
 
 __all__ = [
@@ -26,9 +28,12 @@ __all__ = [
     "SamePadAvgPool2d",
     "SamePadConv2d",
     "SamePadMaxPool2d",
+    "StageInfo",
     "check_image_size",
+    "check_network",
     "conv_block",
     "conv_layer",
+    "infer_stages",
     "pool_layer",
     "smallest_image_size",
 ]

@@ -15,11 +15,13 @@ from torch import nn
 from convnet.checks import ConfigError, positive_int, to_pair
 from convnet.models.shape_check import (
     LARGEST_SIDE,
-    check_image_size,
+    failure_of,
+    size_error,
     smallest_image_size,
-    warn_one_pixel_convolutions,
 )
 from convnet.models.stack_layers import LAYER_TYPES, Residual, Shape, dense, flatten
+from convnet.models.stages import infer_stages
+from convnet.models.trace import spatial, trace
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +122,105 @@ def _parse(
     return kind, name, options
 
 
-class _BodyOnly(Residual):
-    """A residual layer while its body is built: body(x) alone, so each inner layer's shape
-    is inferred (and a body that changes the shape is reported) before anything is summed."""
+class _Stack:
+    """Builds a stack's layers in order, passing one running meta tensor (B, C, H, W) through
+    each layer as it is added: its output shape is what the next layer is built for, and a
+    layer the images are too small for fails as it is added, named with the image size the
+    whole stack needs (`suggest`)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return body(x)."""
-        return self.body(x)
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: tuple[int, int],
+        defaults: dict[str, Any],
+        suggest: Callable[[], tuple[int, int] | None],
+    ) -> None:
+        self.in_channels, self.image_size = in_channels, image_size
+        self.defaults, self.suggest = defaults, suggest
+        # A batch of 2, as check_image_size passes, so both name the same failures.
+        self.x = torch.empty(2, in_channels, *image_size, device="meta")
+
+    @property
+    def shape(self) -> Shape:
+        """Return the output shape (without batch) of the last layer added."""
+        return tuple(self.x.shape[1:])
+
+    def add_all(self, container: nn.Sequential, specs: Sequence[object]) -> list[Shape]:
+        """Add the stack's layers to `container` (the network's `layers`); return each one's
+        output shape (without batch)."""
+        shapes = []
+        for index, spec in enumerate(specs):
+            self.add(container, "layers", f"layers[{index}]", index, spec)
+            shapes.append(self.shape)
+        return shapes
+
+    def add(
+        self, container: nn.Sequential, path: str, where: str, index: int, spec: object
+    ) -> None:
+        """Add the layer `spec` (config place `where`) to `container`, the module at `path`."""
+        kind, name, options = _parse(where, index, spec, self.defaults, set(container._modules))
+        if kind == "residual":
+            shape, body = self.shape, nn.Sequential()
+            for number, layer in enumerate(options["layers"]):
+                self.add(body, f"{path}.{name}.body", f"{where}.layers[{number}]", number, layer)
+            if self.shape != shape:
+                raise ConfigError(
+                    f"{where} (residual): its layers turn {shape} into {self.shape}; a residual "
+                    "body must keep the shape: same filters, padding same, strides 1."
+                )
+            container.add_module(name, Residual(body))  # x + body(x) keeps the running shape
+            return
+        try:
+            module = LAYER_TYPES[kind](self.shape, **options)
+        except ValueError as error:
+            raise ConfigError(f"{where} ({kind}): {error}") from error
+        container.add_module(name, module)
+        self.run(module, f"{path}.{name}", f"{where} ({kind})")
+
+    def run(self, module: nn.Module, path: str, where: str) -> None:
+        """Pass the running tensor through `module`, or raise naming the layer it fails in."""
+        try:
+            traced = trace(module, self.x)
+        except NotImplementedError as error:
+            raise ConfigError(
+                f"{where} cannot run on the meta device to infer its shape."
+            ) from error
+        if traced.error is None:
+            self.x = traced.output
+            return
+        layer, kind, at, reason = failure_of(traced, module, spatial(self.x))
+        # The leaf's name inside `module` ("" when module is the leaf), as the network names it.
+        failure = (f"{path}.{layer}" if layer else path, kind, at, reason)
+        raise size_error("CustomNet", self.image_size, self.in_channels, failure, self.suggest())
+
+
+def _smallest_image_size(
+    specs: list[Mapping[str, Any]],
+    in_channels: int,
+    image_size: tuple[int, int],
+    defaults: dict[str, Any],
+) -> tuple[int, int] | None:
+    """Return the smallest image size the whole stack takes (None if none up to 8192).
+
+    Layers after a failing one are not built yet, so the whole stack is built again on
+    larger images, and the size is searched on its feature-map part (the dense layers
+    are built for whatever size the feature maps end with).
+    """
+    side = max(image_size)
+    while side < LARGEST_SIDE:
+        side = min(2 * side, LARGEST_SIDE)
+        layers = nn.Sequential()
+        try:
+            with torch.device("meta"):
+                shapes = _Stack(in_channels, (side, side), defaults, lambda: None).add_all(
+                    layers, specs
+                )
+        except ValueError:
+            continue
+        spatial_layers = [i for i, shape in enumerate(shapes) if len(shape) == 3]
+        last = spatial_layers[-1] + 1 if spatial_layers else 0
+        return smallest_image_size(nn.Sequential(*list(layers)[:last]), in_channels, (side, side))
+    return None
 
 
 class CustomNet(nn.Module):
@@ -149,9 +243,6 @@ class CustomNet(nn.Module):
     stack's output is not already num_classes values.
     """
 
-    # Whether building warns about convolutions that see one pixel (not for probes).
-    _warns = True
-
     def __init__(
         self,
         layers: Sequence[Mapping[str, Any]],
@@ -167,94 +258,33 @@ class CustomNet(nn.Module):
         specs, defaults = list(layers), _own_keys("conv_defaults", "conv", conv_defaults or {})
         _check_keys("conv_defaults", "conv", defaults, required=False)
         self.layers = nn.Sequential()
-        # Output shape (without the batch) of each layer, in order.
-        self.shapes: list[Shape] = []
-        shape: Shape = (self.in_channels, *self.image_size)
 
         def suggest() -> tuple[int, int] | None:
-            return self._smallest_image_size(specs, defaults)
+            return _smallest_image_size(specs, self.in_channels, self.image_size, defaults)
 
-        for index, spec in enumerate(specs):
-            where = f"layers[{index}]"
-            shape = self._build(self.layers, where, index, spec, shape, defaults, suggest)
-            self.shapes.append(shape)
-        if shape != (self.num_classes,):
-            self._append_classifier(shape, suggest)
-        if self._warns:
-            warn_one_pixel_convolutions(self, self.in_channels, self.image_size, "CustomNet")
+        stack = _Stack(self.in_channels, self.image_size, defaults, suggest)
+        # Output shape (without the batch) of each layer, in order.
+        self.shapes: list[Shape] = stack.add_all(self.layers, specs)
+        if stack.shape != (self.num_classes,):
+            self._append_classifier(stack)
+        self.feature_info = infer_stages(self, self.in_channels, self.image_size)
 
-    def _build(
-        self,
-        container: nn.Sequential,
-        where: str,
-        index: int,
-        spec: object,
-        shape: Shape,
-        defaults: dict[str, Any],
-        suggest: Callable[[], tuple[int, int] | None],
-    ) -> Shape:
-        """Add the layer `spec` to `container` (the stack or a residual body, the last layer
-        built so far); return its output shape (without batch)."""
-        kind, name, options = _parse(where, index, spec, defaults, set(container._modules))
-        if kind == "residual":
-            body = nn.Sequential()
-            # Until the body is complete the layer runs it alone, so the stack's output is
-            # always the output of the last layer built, wherever it lies.
-            container.add_module(name, _BodyOnly(body))
-            output = shape
-            for number, layer in enumerate(options["layers"]):
-                inner = f"{where}.layers[{number}]"
-                output = self._build(body, inner, number, layer, output, defaults, suggest)
-            if output != shape:
-                raise ValueError(
-                    f"{where} (residual): its layers turn {shape} into {output}; a residual "
-                    "body must keep the shape: same filters, padding same, strides 1."
-                )
-            container.add_module(name, Residual(body))
-            return shape
-        try:
-            module = LAYER_TYPES[kind](shape, **options)
-        except ValueError as error:
-            raise ConfigError(f"{where} ({kind}): {error}") from error
-        container.add_module(name, module)
-        return self._output_shape(f"{where} ({kind})", suggest)
-
-    def _output_shape(self, layer: str, suggest: Callable[[], tuple[int, int] | None]) -> Shape:
-        """Return the stack's output shape (without batch), naming `layer` if it cannot."""
-        # On the meta device; names the layer where the feature map vanishes, if it does.
-        # The stack is checked for one-pixel convolutions once, when it is complete.
-        output = check_image_size(
-            self,
-            self.in_channels,
-            self.image_size,
-            model_name="CustomNet",
-            smallest=suggest,
-            warn_one_pixel=False,
-        )
-        if output is None:
-            raise ValueError(f"{layer} cannot run on the meta device to infer its shape.")
-        return tuple(output[1:])
-
-    def _append(
-        self, name: str, module: nn.Module, suggest: Callable[[], tuple[int, int] | None]
-    ) -> Shape:
-        """Add `module` as layers.<name>; return the stack's output shape (without batch)."""
+    def _append(self, stack: _Stack, name: str, module: nn.Module) -> None:
+        """Add `module` as layers.<name>, after the stack's layers."""
         self.layers.add_module(name, module)
-        self.shapes.append(self._output_shape(f"layers.{name}", suggest))
-        return self.shapes[-1]
+        stack.run(module, f"layers.{name}", f"layers.{name}")
+        self.shapes.append(stack.shape)
 
-    def _append_classifier(
-        self, shape: Shape, suggest: Callable[[], tuple[int, int] | None]
-    ) -> None:
+    def _append_classifier(self, stack: _Stack) -> None:
         index = len(self.layers)
-        if len(shape) != 1:
-            shape = self._append(self._free_name(f"{index}_flatten"), flatten(shape), suggest)
+        if len(stack.shape) != 1:
+            self._append(stack, self._free_name(f"{index}_flatten"), flatten(stack.shape))
             index += 1
         name = self._free_name(f"{index}_dense")
         log.info(
             "CustomNet: appending layers.%s, a dense layer to %d classes", name, self.num_classes
         )
-        self._append(name, dense(shape, self.num_classes), suggest)
+        self._append(stack, name, dense(stack.shape, self.num_classes))
 
     def _free_name(self, name: str) -> str:
         # A layer's own `name:` may already be what the appended layer would be called.
@@ -262,39 +292,6 @@ class CustomNet(nn.Module):
             name += "_appended"
         return name
 
-    def _smallest_image_size(
-        self, specs: list[Mapping[str, Any]], defaults: dict[str, Any]
-    ) -> tuple[int, int] | None:
-        """Return the smallest image size the whole stack takes (None if none up to 8192).
-
-        Layers after a failing one are not built yet, so the whole stack is built again on
-        larger images, and the size is searched on its feature-map part (the dense layers
-        are built for whatever size the feature maps end with).
-        """
-        side = max(self.image_size)
-        while side < LARGEST_SIDE:
-            side = min(2 * side, LARGEST_SIDE)
-            try:
-                with torch.device("meta"):
-                    probe = _Probe(specs, self.in_channels, self.num_classes, side, defaults)
-            except ValueError:
-                continue
-            spatial = [i for i, shape in enumerate(probe.shapes) if len(shape) == 3]
-            feature_maps = nn.Sequential(*list(probe.layers)[: spatial[-1] + 1] if spatial else [])
-            return smallest_image_size(feature_maps, self.in_channels, (side, side))
-        return None
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits (B, num_classes) for images (B, in_channels, H, W)."""
         return self.layers(x)
-
-
-class _Probe(CustomNet):
-    """A CustomNet built only to measure shapes: a failure does not search for image sizes."""
-
-    _warns = False
-
-    def _smallest_image_size(
-        self, specs: list[Mapping[str, Any]], defaults: dict[str, Any]
-    ) -> tuple[int, int] | None:
-        return None

@@ -17,7 +17,7 @@ from convnet.models.layers import (
     to_pair,
 )
 from convnet.models.resnet_blocks import BLOCKS, PREACT_BLOCKS, PadShortcut, ResidualBlock
-from convnet.models.shape_check import check_image_size
+from convnet.models.stages import StageInfo, first_conv_in
 
 
 def _imagenet_stem(in_channels: int, width: int, kernel_initializer: str) -> tuple[nn.Module, ...]:
@@ -93,10 +93,13 @@ def _stage_widths(
 class ResNet(nn.Module):
     """A residual network with torchvision's names: conv1, bn1, relu, maxpool, layer1..N, fc.
 
+    Its stages (`feature_info`) are layer1..layerN, named stage1..stageN; the stem is none.
+
     block: "basic" (two 3x3 convs) or "bottleneck" (1x1-3x3-1x1, 4x wider output).
     layers: number of blocks in each stage; stages after the first halve the resolution.
     widths: planes of each stage (stem width = widths[0]); None gives 64, 128, 256, ...
-    image_size: [height, width] (or one int) of the input images; checked at build time.
+    image_size: [height, width] (or one int) of the input images, for the size check that
+        builders run (`check_network`); the network itself takes any size.
     stem: "imagenet" (7x7/2 conv + 3x3/2 max-pool) or "cifar" (3x3/1 conv, no pool).
     shortcut: "conv" (1x1 projection when the shape changes) or "pad" (subsample and
         zero-pad channels, no parameters, as the CIFAR ResNets of the paper).
@@ -144,12 +147,23 @@ class ResNet(nn.Module):
         self.bn1 = norm_layer(norm, self.inplanes)
         self.relu = activation_layer(activation)
         self.stage_names = []
+        self.feature_info: list[StageInfo] = []
+        # The stem's stride: 4 for ImageNet's (conv and pool, each /2), 1 for CIFAR's.
+        reduction = self.conv1.stride[0] * getattr(self.maxpool, "stride", 1)
         for stage, (planes, blocks) in enumerate(zip(stage_widths, layers, strict=True)):
-            name = f"layer{stage + 1}"
-            setattr(
-                self, name, self._make_layer(block_class, planes, blocks, 1 if stage == 0 else 2)
-            )
+            name, stride = f"layer{stage + 1}", 1 if stage == 0 else 2
+            setattr(self, name, self._make_layer(block_class, planes, blocks, stride))
             self.stage_names.append(name)
+            reduction *= stride
+            self.feature_info.append(
+                StageInfo(
+                    f"stage{stage + 1}",
+                    name,
+                    first_conv_in(self, name),
+                    planes * block_class.expansion,
+                    reduction,
+                )
+            )
         out_channels = stage_widths[-1] * block_class.expansion
         self.final_norm = norm_layer(norm, out_channels) if preact else nn.Identity()
         self.final_act = activation_layer(activation) if preact else nn.Identity()
@@ -160,7 +174,6 @@ class ResNet(nn.Module):
             for name in self.stage_names:
                 for residual_block in getattr(self, name):
                     residual_block.zero_init_residual()
-        check_image_size(self, self.in_channels, self.image_size, model_name="ResNet")
 
     def _make_layer(
         self, block: type[ResidualBlock], planes: int, blocks: int, stride: int

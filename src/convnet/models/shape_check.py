@@ -2,114 +2,48 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from convnet.models.layers import positive_int, to_pair
+from convnet.models.trace import Call, Trace, trace
 
 log = logging.getLogger(__name__)
 
 # Image sides are searched up to this many pixels when looking for the smallest that works.
 LARGEST_SIDE = 8192
 
-
-@dataclass
-class _Call:
-    """A leaf module reached by the forward pass, with the feature map sizes it saw."""
-
-    layer: str
-    module: nn.Module
-    input: tuple[int, ...] | None
-    output: tuple[int, ...] | None = None
+N = TypeVar("N", bound=nn.Module)
 
 
-@dataclass
-class _Failure:
-    """Where a forward pass stopped: the leaf module and the feature map it received."""
-
-    layer: str
-    kind: str
-    size: tuple[int, ...]
-    reason: str
+def _try_forward(model: nn.Module, in_channels: int, size: tuple[int, int]) -> Trace:
+    """Return the trace of a meta-device forward pass of a batch of 2 images of `size`."""
+    # A batch of 2, the smallest a training step takes (batch norm needs two values).
+    return trace(model, torch.empty(2, in_channels, *size, device="meta"))
 
 
-class _Vanished(Exception):
-    """Raised from a hook when a feature map has no pixels left."""
+def failure_of(
+    traced: Trace, model: nn.Module, size: tuple[int, int] | None
+) -> tuple[str, str, str, str]:
+    """Return (layer, its type, the map size it received, the reason) of a failed pass."""
+    failed = traced.failed
+    layer, module = (failed.name, failed.module) if failed else ("(input)", model)
+    at = failed.input_size if failed else size
+    text = str(traced.error).strip()
+    reason = text.splitlines()[0] if text else type(traced.error).__name__
+    return layer, type(module).__name__, "x".join(map(str, at or ())) or "?", reason
 
 
-def _spatial(value: object) -> tuple[int, ...] | None:
-    # Only (B, C, H, W) feature maps have a spatial size worth reporting.
-    if isinstance(value, torch.Tensor) and value.dim() == 4:
-        return tuple(value.shape[-2:])
-    return None
-
-
-def meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Return the model's parameters and buffers as meta tensors by name, for functional_call.
-
-    Meta tensors carry shapes only, so a forward pass with them costs no compute or memory
-    and leaves the model's own tensors untouched.
-    """
-    return {
-        name: torch.empty_like(tensor, device="meta")
-        for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers())
-    }
-
-
-def _try_forward(
-    model: nn.Module, in_channels: int, size: tuple[int, int]
-) -> tuple[torch.Size | None, _Failure | None, list[_Call]]:
-    """Return (output shape, None, calls) or (None, failure, calls) for a meta-device forward
-    pass; calls lists the leaf modules reached, in order, with their feature map sizes."""
-    state = meta_state(model)
-    calls: list[_Call] = []
-
-    def before(name: str, module: nn.Module, args: tuple[object, ...]) -> None:
-        calls.append(_Call(name, module, _spatial(args[0]) if args else None))
-
-    def after(module: nn.Module, args: tuple[object, ...], output: object) -> None:
-        out = _spatial(output)
-        calls[-1].output = out
-        if out is not None and min(out) < 1:
-            raise _Vanished(f"its output is {out[0]}x{out[1]}")
-
-    handles = []
-    for name, module in model.named_modules():
-        if next(module.children(), None) is None:
-            handles.append(module.register_forward_pre_hook(lambda m, a, n=name: before(n, m, a)))
-            handles.append(module.register_forward_hook(after))
-    # Batch of 2: batch norm in training mode refuses a single value per channel.
-    images = torch.empty(2, in_channels, *size, device="meta")
-    try:
-        output = torch.func.functional_call(model, state, (images,))
-    except NotImplementedError:
-        # A missing meta kernel says nothing about the image size; let the caller decide.
-        raise
-    except (RuntimeError, ValueError, _Vanished) as error:
-        last = calls[-1] if calls else _Call("(input)", model, size)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return (
-            None,
-            _Failure(last.layer, type(last.module).__name__, last.input or (), reason),
-            calls,
-        )
-    finally:
-        for handle in handles:
-            handle.remove()
-    return getattr(output, "shape", None), None, calls
-
-
-def _sees_one_pixel(call: _Call) -> bool:
+def _sees_one_pixel(call: Call) -> bool:
     """Return whether a convolution with a kernel larger than 1x1 sees at most one real pixel
     per output: along each side its kernel is 1 wide, or the map is 1 pixel wide, or the taps
     lie a dilation >= the map's width apart; its other weights multiply only padding."""
-    module, size = call.module, call.input
-    if not isinstance(module, nn.Conv2d) or size is None or len(size) != 2:
+    module, size = call.module, call.input_size
+    if not isinstance(module, nn.Conv2d) or size is None:
         return False
     kernel, dilation = module.kernel_size, module.dilation
     if all(k == 1 for k in kernel):
@@ -117,7 +51,7 @@ def _sees_one_pixel(call: _Call) -> bool:
     return all(k == 1 or n == 1 or d >= n for k, d, n in zip(kernel, dilation, size, strict=True))
 
 
-def _one_pixel_convolutions(calls: list[_Call]) -> list[_Call]:
+def _one_pixel_convolutions(calls: list[Call]) -> list[Call]:
     return [call for call in calls if _sees_one_pixel(call)]
 
 
@@ -148,7 +82,7 @@ def smallest_image_size(
     """
 
     def fits(height: int, width: int) -> bool:
-        return _try_forward(model, in_channels, (height, width))[1] is None
+        return _try_forward(model, in_channels, (height, width)).error is None
 
     square = _smallest_side(lambda side: fits(side, side), max(image_size))
     if square is None:
@@ -182,34 +116,47 @@ def check_image_size(
     positive_int(in_channels, "in_channels")
     size = to_pair(image_size, "image_size")
     try:
-        shape, failure, calls = _try_forward(model, in_channels, size)
+        traced = _try_forward(model, in_channels, size)
     except NotImplementedError as error:
         log.warning("Skipping the image size check for %s: %s", model_name, error)
         return None
-    if failure is None:
-        if warn_one_pixel:
-            _warn(model, in_channels, size, model_name, calls)
-        return shape
-    at = "x".join(map(str, failure.size)) or "?"
-    smallest = smallest() if smallest else smallest_image_size(model, in_channels, size)
+    if traced.error is not None:
+        suggestion = smallest() if smallest else smallest_image_size(model, in_channels, size)
+        raise size_error(model_name, size, in_channels, failure_of(traced, model, size), suggestion)
+    if warn_one_pixel:
+        _warn(model, in_channels, size, model_name, traced.leaves)
+    return getattr(traced.output, "shape", None)
+
+
+def size_error(
+    model_name: str,
+    size: tuple[int, int],
+    in_channels: int,
+    failure: tuple[str, str, str, str],
+    smallest: tuple[int, int] | None,
+) -> ValueError:
+    """Return the error for images too small: where the pass failed (layer, type, map size,
+    reason) and the fix, the smallest image size that works if there is one."""
+    layer, kind, at, reason = failure
     fix = (
         f"use images of at least {list(smallest)} (data.image_size) or a network that "
         "downsamples less"
         if smallest is not None
         else f"no image size up to {LARGEST_SIDE} works, so the failure is not about size"
     )
-    raise ValueError(
+    return ValueError(
         f"{model_name} cannot take image_size={list(size)} with {in_channels} channels: the "
-        f"feature map is {at} when it reaches layer '{failure.layer}' ({failure.kind}), where "
-        f"the forward pass fails ({failure.reason}). Fix: {fix}."
+        f"feature map is {at} when it reaches layer '{layer}' ({kind}), where the forward "
+        f"pass fails ({reason}). Fix: {fix}."
     )
 
 
 def _no_one_pixel_convolution(model: nn.Module, in_channels: int, size: tuple[int, int]) -> bool:
     # A failure in a layer after the feature maps (a dense layer built for another size)
     # says nothing about them; one on a feature map means the size is too small.
-    _, failure, calls = _try_forward(model, in_channels, size)
-    return (failure is None or not failure.size) and not _one_pixel_convolutions(calls)
+    traced = _try_forward(model, in_channels, size)
+    on_flat_features = traced.failed is not None and traced.failed.input_size is None
+    return (traced.error is None or on_flat_features) and not _one_pixel_convolutions(traced.leaves)
 
 
 def _warn(
@@ -217,20 +164,24 @@ def _warn(
     in_channels: int,
     size: tuple[int, int],
     model_name: str,
-    calls: list[_Call],
+    calls: list[Call],
 ) -> list[str]:
-    """Return the one-pixel convolutions among a forward pass's calls, warning if any."""
+    """Return the one-pixel convolutions among a forward pass's leaf calls, warning if any."""
     wasted = _one_pixel_convolutions(calls)
     if not wasted:
         return []
     first = calls.index(wasted[0])
     # The layer that shrank the map: the last one before the first wasted conv to change it.
     shrunk = next(
-        (c for c in reversed(calls[:first]) if c.input and c.output and c.input != c.output),
+        (
+            c
+            for c in reversed(calls[:first])
+            if c.input_size and c.output_size and c.input_size != c.output_size
+        ),
         calls[first],
     )
-    stage = shrunk.layer.split(".")[0]
-    at = "x".join(map(str, wasted[0].input or ()))
+    stage = shrunk.name.split(".")[0]
+    at = "x".join(map(str, wasted[0].input_size or ()))
     side = _smallest_side(
         lambda side: _no_one_pixel_convolution(model, in_channels, (side, side)), max(size)
     )
@@ -244,13 +195,13 @@ def _warn(
         model_name,
         list(size),
         at,
-        shrunk.layer,
+        shrunk.name,
         stage,
         len(wasted),
-        wasted[0].layer,
+        wasted[0].name,
         larger,
     )
-    return [call.layer for call in wasted]
+    return [call.name for call in wasted]
 
 
 def warn_one_pixel_convolutions(
@@ -267,7 +218,22 @@ def warn_one_pixel_convolutions(
     """
     size = to_pair(image_size, "image_size")
     try:
-        _, _, calls = _try_forward(model, positive_int(in_channels, "in_channels"), size)
+        traced = _try_forward(model, positive_int(in_channels, "in_channels"), size)
     except NotImplementedError:
         return []
-    return _warn(model, in_channels, size, model_name, calls)
+    return _warn(model, in_channels, size, model_name, traced.leaves)
+
+
+def check_network(network: N) -> N:
+    """Return `network` once it is known to take its own images (`in_channels`, `image_size`).
+
+    The one size check of a built network, for every builder to call: raises as
+    `check_image_size` does when the images are too small, and warns about convolutions
+    that see one pixel. A network without `in_channels` and `image_size` (not convnet's) is
+    returned unchecked. Networks stay size-agnostic: nothing here changes them.
+    """
+    in_channels = getattr(network, "in_channels", None)
+    image_size = getattr(network, "image_size", None)
+    if in_channels is not None and image_size is not None:
+        check_image_size(network, in_channels, image_size, model_name=type(network).__name__)
+    return network

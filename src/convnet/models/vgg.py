@@ -14,7 +14,7 @@ from convnet.models.layers import (
     positive_int,
     to_pair,
 )
-from convnet.models.shape_check import check_image_size
+from convnet.models.stages import StageInfo
 
 # Width of the two hidden layers of the ImageNet classifier.
 _HIDDEN_FEATURES = 4096
@@ -84,6 +84,28 @@ def _cifar_head(
     return nn.AdaptiveAvgPool2d(1), nn.Sequential(*dropout_layers, nn.Linear(width, num_classes))
 
 
+def feature_stages(features: nn.Sequential, prefix: str = "features") -> list[StageInfo]:
+    """Return the stages of a VGG `features` stack: the convolutions between two pools.
+
+    A stage's output is its last module before the pool (the activation of its last conv),
+    at a total stride of 2 ** (pools before it).
+    """
+    found: list[StageInfo] = []
+    convs: list[tuple[str, nn.Conv2d]] = []
+    reduction = 1
+    # A final pool that is not there closes the last stage.
+    for index, module in [*enumerate(features), (len(features), nn.MaxPool2d(2))]:
+        if isinstance(module, nn.MaxPool2d):
+            if convs:
+                name, channels = f"stage{len(found) + 1}", convs[-1][1].out_channels
+                last = f"{prefix}.{index - 1}"
+                found.append(StageInfo(name, last, convs[0][0], channels, reduction))
+            convs, reduction = [], reduction * 2
+        elif isinstance(module, nn.Conv2d):
+            convs.append((f"{prefix}.{index}", module))
+    return found
+
+
 HEADS = {"imagenet": _imagenet_head, "cifar": _cifar_head}
 
 
@@ -91,7 +113,8 @@ class VGG(nn.Module):
     """A VGG network with torchvision's named parts: `features`, `avgpool`, `classifier`.
 
     layers: widths of the 3x3 "same" convolutions and "M" for 2x2 max-pools, in order.
-    image_size: [height, width] (or one int) of the input images; checked at build time.
+    image_size: [height, width] (or one int) of the input images, for the size check that
+        builders run (`check_network`); the network itself takes any size its pools allow.
     head: "cifar" (global average pool + Linear) or "imagenet" (pool to 7x7 + three Linear
         layers, torchvision's classifier, so its state_dict loads with strict=True).
     dropout: probability before each hidden Linear layer (imagenet) or before the Linear
@@ -129,7 +152,7 @@ class VGG(nn.Module):
                 # torchvision's VGG initialisation for the classifier.
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
-        check_image_size(self, self.in_channels, self.image_size, model_name="VGG")
+        self.feature_info = feature_stages(self.features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits (B, num_classes) for images (B, in_channels, H, W)."""
