@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from convnet.callbacks.layers import Stage, classifier_layer, first_conv, named_modules, stages
-from convnet.models import VGG, ResNet
+from convnet.models import VGG, ResNet, StageInfo
 
 
 def test_vgg_features_are_split_at_the_pools() -> None:
@@ -45,3 +45,9 @@ def test_an_unknown_name_lists_the_convolutions_and_the_key() -> None:
 def test_an_all_convolutional_network_is_classified_by_its_last_conv() -> None:
     network = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.Flatten())
     assert classifier_layer(network) == "2"
+
+
+def test_pictures_take_the_stages_a_network_declares_not_a_guess() -> None:
+    network = VGG([8, "M", 16, "M"], in_channels=3, num_classes=4, image_size=8)
+    network.feature_info = [StageInfo("stage1", "features.4", "features.3", 16, 2)]
+    assert stages(network) == [Stage("stage1", "features.3", "features.4")]
