@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as F
 
+from convnet.checks import to_pair
 from convnet.data.splits import Splits, check_val_fraction, stratified_split
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class ImageFolderSource:
                 f"got {on_bad_file!r}"
             )
         self.root = Path(root).expanduser()
-        self.image_size = _checked_image_size(image_size)
+        self.image_size = to_pair(image_size, "data.source.image_size")
         self.val_fraction = check_val_fraction(val_fraction)
         self.split_seed = split_seed
         self.extensions = tuple(
@@ -304,17 +305,6 @@ def _check_root(root: Path) -> None:
         raise NotADirectoryError(f"data.source.root {root} is a file, not a folder")
     if not _visible_entries(root):
         raise ValueError(f"image folder {root} is empty; {_LAYOUT_HINT}")
-
-
-def _checked_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    """Return image_size as (height, width), or raise ValueError naming the key."""
-    size = [image_size, image_size] if isinstance(image_size, int) else list(image_size)
-    if len(size) != 2 or not all(isinstance(side, int) and side > 0 for side in size):
-        raise ValueError(
-            f"data.source.image_size must be a positive int or [height, width], "
-            f"got {image_size!r}; e.g. image_size: [224, 224]"
-        )
-    return size[0], size[1]
 
 
 def _header_problem(path: str) -> str | None:

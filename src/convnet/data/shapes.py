@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from convnet.checks import non_negative_int, positive_int
 from convnet.data.splits import Splits, TensorSplit
 
 # Shape tests take (x, y) in the shape's own frame, where the shape fits the unit disk.
@@ -180,10 +181,8 @@ class ShapesSource:
             ("num_val", num_val),
             ("image_size", image_size),
         ]:
-            if value < 1:
-                raise ValueError(f"data.source.{key}={value} must be a positive integer")
-        if num_test < 0:
-            raise ValueError(f"data.source.num_test={num_test} must be >= 0 (0: no test split)")
+            positive_int(value, f"data.source.{key}")
+        non_negative_int(num_test, "data.source.num_test")  # 0: no test split
         self.sizes = (num_train, num_val, num_test)
         self.image_size = image_size
         self.seed = seed
