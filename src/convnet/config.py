@@ -1,7 +1,8 @@
 """The check of a whole composed run config, made before anything is built or trained.
 
 Each key is checked by the check its constructor uses (convnet.checks), so its message is
-the same wherever it is caught; what is checked here alone spans several keys.
+the same wherever it is caught. Written here are only what no single value check says: the
+device a run asks for against the machine, and torch.compile's setting.
 """
 
 from __future__ import annotations

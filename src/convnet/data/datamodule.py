@@ -110,7 +110,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def _check(self, splits: Splits) -> None:
         if len(splits.classes) != self.num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"data.num_classes={self.num_classes} but the data has {len(splits.classes)} "
                 f"classes ({', '.join(splits.classes[:12])}); set data.num_classes="
                 f"{len(splits.classes)}"
@@ -118,7 +118,7 @@ class ImageDataModule(L.LightningDataModule):
         sample = splits.train.images[:1] if isinstance(splits.train, TensorSplit) else None
         channels = sample.shape[1] if sample is not None else splits.train[0][0].shape[0]
         if channels != self.in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"data.in_channels={self.in_channels} but the images have {channels} "
                 f"channels; set data.in_channels={channels}"
             )
@@ -174,7 +174,7 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> Iterable:
         test = self._loaded().test
         if test is None:
-            raise ValueError("this data source has no test split; run with test=false")
+            raise ConfigError("this data source has no test split; run with test=false")
         return self._batches(test, training=False)
 
     def has_test_split(self) -> bool:
