@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from convnet.checks import fraction
 from convnet.models.layers import (
     activation_layer,
     choose,
@@ -139,8 +140,7 @@ class VGG(nn.Module):
         widths = [width for width in layers if width != "M"]
         if not widths:
             raise ValueError(f"layers={list(layers)!r} has no convolution: add at least one width.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} is not allowed: use a probability in [0, 1).")
+        dropout = fraction(dropout, "dropout")
         self.in_channels = positive_int(in_channels, "in_channels")
         self.image_size = to_pair(image_size, "image_size")
         self.features = make_features(
