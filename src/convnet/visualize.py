@@ -77,7 +77,10 @@ def visualize(cfg: DictConfig) -> list[Path]:
     for key, callback in picture_callbacks(cfg.get("callbacks")).items():
         with left_as_found(network):
             pictures = callback.pictures(context)
-        written += [save_png(picture, png_path(folder, tag)) for tag, picture in pictures.items()]
+        for picture in pictures:
+            path = save_png(picture.image, png_path(folder, picture.tag))
+            path.with_suffix(".txt").write_text(picture.description + "\n")
+            written.append(path)
         log.info("%s: %d pictures", key, len(pictures))
         if isinstance(callback, Mistakes) and callback.accuracy is not None:
             title = "validation accuracy per class"

@@ -51,14 +51,14 @@ def test_top_channels_rank_by_mean_activation() -> None:
 
 def test_the_callback_draws_every_stage_output_for_one_image_per_class(context) -> None:
     pictures = FeatureMaps(top_k=4).pictures(context)
-    assert list(pictures) == [
-        "feature_maps/features.1",
-        "feature_maps/features.4",
-        "feature_maps/features.7",
+    assert [p.tag for p in pictures] == [
+        "stage1/feature_maps",
+        "stage2/feature_maps",
+        "stage3/feature_maps",
     ]
-    for picture in pictures.values():
-        assert picture.shape[0] == 3
-        assert picture.shape[1] > 10 * (48 + LINE_HEIGHT)  # a row per class
+    for picture in pictures:
+        assert picture.image.shape[0] == 3
+        assert picture.image.shape[1] > 10 * (48 + LINE_HEIGHT)  # a row per class
 
 
 def test_the_fixed_images_are_the_same_every_time(context, shapes_data) -> None:

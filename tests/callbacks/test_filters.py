@@ -40,7 +40,7 @@ def test_a_known_first_layer_filter_is_found_in_the_logged_tile(
     FilterImages().draw(trainer, pl_module)
     trainer.loggers[0].experiment.flush()
 
-    picture = _logged(tmp_path, "filters/features.0", step=5)
+    picture = _logged(tmp_path, "stage1/filters", step=5)
     red = _tile(picture, rows=1, row=0, column=0)
     expected_red = np.kron(np.where(checker.numpy() > 0, 255, 0), np.ones((8, 8)))
     np.testing.assert_allclose(red[..., 0], expected_red, atol=1)

@@ -18,8 +18,8 @@ def test_vgg_features_are_split_at_the_pools() -> None:
 
 def test_resnet_stages_are_its_stage_names() -> None:
     network = ResNet("basic", [1, 1, 1], 3, 4, 16, widths=[4, 8, 16])
-    assert [s.name for s in stages(network)] == ["layer1", "layer2", "layer3"]
-    assert stages(network)[1] == Stage("layer2", "layer2.0.conv1", "layer2")
+    assert [s.name for s in stages(network)] == ["stage1", "stage2", "stage3"]
+    assert stages(network)[1] == Stage("stage2", "layer2.0.conv1", "layer2")
     assert first_conv(network) == "conv1" and classifier_layer(network) == "fc"
 
 

@@ -66,5 +66,5 @@ def test_per_class_accuracy_is_the_diagonal_over_each_row() -> None:
 def test_the_pictures_of_a_whole_validation_pass(context) -> None:
     callback = Mistakes(num_images=4)
     pictures = callback.pictures(context)
-    assert set(pictures) == {"mistakes/confusion_matrix", "mistakes/misclassified"}
+    assert {p.tag for p in pictures} == {"mistakes/confusion_matrix", "mistakes/misclassified"}
     assert callback.accuracy is not None and callback.accuracy.shape == (10,)

@@ -4,7 +4,7 @@ Each picture is one callback (filters, feature maps, filter responses, Grad-CAM,
 mistakes, histograms, embeddings, hyperparameters); `callbacks=default` enables them all.
 """
 
-from convnet.callbacks.base import PictureCallback, PictureContext
+from convnet.callbacks.base import Picture, PictureCallback, PictureContext, log_pictures
 from convnet.callbacks.embeddings import Embeddings
 from convnet.callbacks.feature_maps import FeatureMaps
 from convnet.callbacks.filter_response import FilterResponse
@@ -25,6 +25,8 @@ __all__ = [
     "Histograms",
     "MemoryMonitor",
     "Mistakes",
+    "Picture",
     "PictureCallback",
     "PictureContext",
+    "log_pictures",
 ]

@@ -1,10 +1,21 @@
-"""What every picture callback shares: when to draw, where to log, and leaving training as is."""
+"""What every picture callback shares: what a picture is, where it is logged, when to
+draw, and leaving training as is.
+
+A picture is a `Picture`: its tag (convnet.callbacks.tags: `stage3/filters`), its image,
+a description that says what its axes, colours and scale mean, and a short display name.
+Every picture leaves the process through `write_pictures` (`log_pictures` from a
+trainer): TensorBoard gets the image with the description and display name in the tag's
+summary metadata, which its Images card shows and its HTTP API returns; scripts/visualize.py
+writes the same pictures as PNG files, each with its description beside it.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +23,64 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.image.metadata import create_summary_metadata
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import image as image_summary
 
-from convnet.callbacks.layers import Stage, network_of, stages
+from convnet.callbacks.layers import Stage, network_of, picture_stage, stages
 from convnet.callbacks.samples import Samples, image_file_samples, validation_samples
 from convnet.callbacks.state import left_as_found
 from convnet.checks import positive_int
 
 log = logging.getLogger(__name__)
 
-Pictures = dict[str, Tensor]  # TensorBoard tag -> (3, H, W) picture in [0, 1]
+
+@dataclass(frozen=True)
+class Picture:
+    """One picture, as every dashboard and file gets it.
+
+    tag: where it goes, `<stage>/<kind>[/<part>]` (see convnet.callbacks.tags).
+    image: (3, H, W) float in [0, 1] on the CPU, sized for TensorBoard's display (see
+        convnet.callbacks.render.MAX_SIZE).
+    description: Markdown saying what the picture shows and what its axes, colours,
+        numbers and scale mean, with the module path; TensorBoard shows it on the card.
+    display_name: a short title (the tag when empty).
+    """
+
+    tag: str
+    image: Tensor
+    description: str
+    display_name: str = ""
+
+
+Pictures = list[Picture]
+
+
+def picture_summary(picture: Picture) -> Summary:
+    """Return the TensorBoard summary of a picture: a PNG under its tag, with its display
+    name and description in the summary metadata."""
+    summary = image_summary(picture.tag, picture.image.detach().float().cpu(), dataformats="CHW")
+    metadata = create_summary_metadata(picture.display_name or picture.tag, picture.description)
+    summary.value[0].metadata.CopyFrom(metadata)
+    return summary
+
+
+def write_pictures(writers: Sequence[SummaryWriter], pictures: Pictures, step: int) -> None:
+    """Write `pictures` at `step` to every writer: the one place a picture is logged."""
+    summaries = [picture_summary(picture) for picture in pictures]
+    for writer in writers:
+        file_writer = writer._get_file_writer()  # what SummaryWriter.add_image writes with
+        for summary in summaries:
+            file_writer.add_summary(summary, step)
+
+
+def log_pictures(trainer: L.Trainer, pictures: Pictures, step: int) -> None:
+    """Log `pictures` at `step` to every picture logger of the trainer (its
+    TensorBoardLoggers), on global rank zero only."""
+    if trainer.is_global_zero:
+        write_pictures(tensorboard_writers(trainer), pictures, step)
 
 
 class PictureContext:
@@ -65,6 +123,11 @@ class PictureContext:
             self._stages = stages(self.network, torch.empty(shape, device="meta"))
         return self._stages
 
+    def stage_name(self, module: str) -> str:
+        """Return the first part of the tags of module `module`'s pictures: its stage's
+        name, `stem`, or the module's own name (see convnet.callbacks.layers.picture_stage)."""
+        return picture_stage(self.network, self.stages(), module)
+
 
 def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
     """Return the SummaryWriter of each TensorBoardLogger the trainer logs to."""
@@ -95,7 +158,7 @@ class PictureCallback(Callback):
         self._context: PictureContext | None = None
 
     def pictures(self, context: PictureContext) -> Pictures:
-        """Return the pictures to log, by tag."""
+        """Return the pictures to log (also what scripts/visualize.py writes as PNG)."""
         raise NotImplementedError
 
     def due(self, trainer: L.Trainer) -> bool:
@@ -133,9 +196,7 @@ class PictureCallback(Callback):
     def write(self, writers: list[SummaryWriter], context: PictureContext, step: int) -> None:
         """Log this callback's pictures at `step` (other summaries override this)."""
         pictures = self.pictures(context)
-        for writer in writers:
-            for tag, image in pictures.items():
-                writer.add_image(tag, image, global_step=step)
+        write_pictures(writers, pictures, step)
         log.debug("%s: %d pictures at step %d", type(self).__name__, len(pictures), step)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from convnet.callbacks.base import PictureCallback, PictureContext, Pictures
+from convnet.callbacks.base import Picture, PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import named_modules
 from convnet.callbacks.render import (
     as_rgb,
@@ -18,6 +18,7 @@ from convnet.callbacks.render import (
     rescale,
     resize,
 )
+from convnet.callbacks.tags import picture_tag
 from convnet.checks import positive_int
 from convnet.models.trace import capture_outputs
 
@@ -116,15 +117,19 @@ class FeatureMaps(PictureCallback):
         samples = context.samples(self.per_class, self.seed).spread(self.max_images)
         with torch.no_grad():
             outputs = capture_outputs(context.network, layers, samples.inputs, stop_early=True)
-        return {
-            f"feature_maps/{name}": feature_map_picture(
-                outputs[name],
-                samples.pixels,
-                samples.label_names(),
-                name,
-                self.top_k,
-                self.scale,
-                self.tile_size,
+        return [
+            Picture(
+                picture_tag(context.stage_name(name), "feature_maps"),
+                feature_map_picture(
+                    outputs[name],
+                    samples.pixels,
+                    samples.label_names(),
+                    name,
+                    self.top_k,
+                    self.scale,
+                    self.tile_size,
+                ),
+                f"feature maps of {name}",
             )
             for name in names
-        }
+        ]

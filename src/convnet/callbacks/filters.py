@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from convnet.callbacks.base import PictureCallback, PictureContext, Pictures
+from convnet.callbacks.base import Picture, PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import first_conv, named_modules
 from convnet.callbacks.render import image_grid, rescale
+from convnet.callbacks.tags import picture_tag
 from convnet.checks import positive_int
 
 FILTER_SCALES = {"per_filter": "per_tile", "shared": "shared"}
@@ -113,7 +114,7 @@ class FilterImages(PictureCallback):
         names = self.layer_names(context)
         modules = named_modules(context.network, names, "callbacks.filters.layers")
         first = first_conv(context.network)
-        pictures = {}
+        pictures = []
         for name, module in modules.items():
             if not isinstance(module, nn.Conv2d):
                 raise ValueError(
@@ -121,7 +122,7 @@ class FilterImages(PictureCallback):
                     "Conv2d; name convolution layers."
                 )
             with torch.no_grad():
-                pictures[f"filters/{name}"] = filter_picture(
+                image = filter_picture(
                     module.weight,
                     name,
                     colour=name == first,
@@ -131,4 +132,13 @@ class FilterImages(PictureCallback):
                     max_in_channels=self.max_in_channels,
                     deep=self.deep,
                 )
+            stage = context.stage_name(name)
+            pictures.append(
+                Picture(
+                    picture_tag(stage, "filters"),
+                    image,
+                    f"filters of {name}",
+                    f"{stage} filters ({name})",
+                )
+            )
         return pictures

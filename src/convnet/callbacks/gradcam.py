@@ -12,9 +12,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from convnet.callbacks.base import PictureCallback, PictureContext, Pictures
+from convnet.callbacks.base import Picture, PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import named_modules
 from convnet.callbacks.render import as_rgb, colormap, image_grid, label_tiles, resize
+from convnet.callbacks.tags import picture_tag
 from convnet.checks import positive_int
 
 OVERLAY = 0.5  # weight of the heat map over the image
@@ -108,4 +109,8 @@ class GradCAM(PictureCallback):
             name,
             self.tile_size,
         )
-        return {f"gradcam/{name}": picture}
+        return [
+            Picture(
+                picture_tag(context.stage_name(name), "gradcam"), picture, f"Grad-CAM at {name}"
+            )
+        ]

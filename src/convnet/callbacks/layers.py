@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from convnet.callbacks.tags import HEAD, STEM
 from convnet.models.stages import StageInfo, infer_stages
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage as pictures find it: its name, its first Conv2d and the module giving its
-    output (a network's StageInfo: `module` is `output`)."""
+    """One stage as pictures find it: its name (`stage1`..`stageN` in every family, the
+    first part of its pictures' tags), its first Conv2d and the module giving its output
+    (a network's StageInfo: `module` is `output`)."""
 
     name: str
     first_conv: str
@@ -68,13 +70,6 @@ def named_modules(network: nn.Module, names: Sequence[str], key: str) -> dict[st
     return {name: modules[name] for name in names}
 
 
-def _stage(info: StageInfo) -> Stage:
-    # A stage that is one top-level module keeps that module's name (ResNet's layer2, as
-    # torchvision names it); pictures' tags use the module names, not these.
-    whole_module = "." not in info.module and info.first_conv.startswith(f"{info.module}.")
-    return Stage(info.module if whole_module else info.name, info.first_conv, info.module)
-
-
 def stages(network: nn.Module, example: Tensor | None = None) -> list[Stage]:
     """Return the network's stages: those it declares (`feature_info`), else inferred.
 
@@ -93,4 +88,40 @@ def stages(network: nn.Module, example: Tensor | None = None) -> list[Stage]:
         )
     if not found:
         raise ValueError(f"no convolution stage found in {type(network).__name__}")
-    return [_stage(info) for info in found]
+    return [Stage(info.name, info.first_conv, info.module) for info in found]
+
+
+def module_stages(network: nn.Module, found: Sequence[Stage]) -> dict[str, str]:
+    """Return {module name: stage name} for every module of the network but itself.
+
+    A module belongs to the stage whose output module holds it, else to the last stage
+    whose first conv comes before it in registration order (a pool between two stages is
+    the earlier one's); modules before the first stage are `stem`, those after the last
+    stage's output `head` (the classifier).
+    """
+    names = [name for name, _ in network.named_modules() if name]
+    position = {name: index for index, name in enumerate(names)}
+    last_output = position[found[-1].output]
+    owner = {}
+    for name in names:
+        holders = [s.name for s in found if name == s.output or name.startswith(f"{s.output}.")]
+        started = [s.name for s in found if position[s.first_conv] <= position[name]]
+        if holders:
+            owner[name] = holders[0]
+        elif not started:
+            owner[name] = STEM
+        elif position[name] > last_output:
+            owner[name] = HEAD
+        else:
+            owner[name] = started[-1]
+    return owner
+
+
+def picture_stage(network: nn.Module, found: Sequence[Stage], name: str) -> str:
+    """Return the first part of the tags of the pictures of module `name`: the stage
+    whose first conv or output it is; `stem` for the network's first conv when no stage
+    starts with it; else the module's own name (a layer a config names that is neither)."""
+    for stage in found:
+        if name in (stage.first_conv, stage.output):
+            return stage.name
+    return STEM if name == first_conv(network) else name

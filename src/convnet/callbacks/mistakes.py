@@ -14,9 +14,11 @@ from torch.utils.hooks import RemovableHandle
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from convnet.callbacks.base import (
+    Picture,
     PictureCallback,
     PictureContext,
     Pictures,
+    log_pictures,
     tensorboard_writers,
 )
 from convnet.callbacks.confusion import confusion_matrix_picture
@@ -138,12 +140,18 @@ class Mistakes(PictureCallback):
         classes = list(datamodule.classes)
         inputs, true, predicted, confidence = tracker.mistakes()
         pixels = pixels_of(inputs, datamodule)
-        return {
-            "mistakes/confusion_matrix": confusion_matrix_picture(counts, classes, title),
-            "mistakes/misclassified": misclassified_picture(
-                pixels, true, predicted, confidence, classes, self.tile_size
+        return [
+            Picture(
+                "mistakes/confusion_matrix",
+                confusion_matrix_picture(counts, classes, title),
+                "confusion matrix",
             ),
-        }
+            Picture(
+                "mistakes/misclassified",
+                misclassified_picture(pixels, true, predicted, confidence, classes, self.tile_size),
+                "misclassified",
+            ),
+        ]
 
     def pictures(self, context: PictureContext) -> Pictures:
         """Return the pictures of one pass over the whole validation split."""
@@ -209,9 +217,7 @@ class Mistakes(PictureCallback):
             title = f"step {trainer.global_step}"
             with few_threads(counts):
                 pictures = self.pictures_of(tracker, counts, trainer.datamodule, title)
-            for writer in writers:
-                for tag, image in pictures.items():
-                    writer.add_image(tag, image, global_step=trainer.global_step)
+            log_pictures(trainer, pictures, trainer.global_step)
         self.seconds += time.perf_counter() - start
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
