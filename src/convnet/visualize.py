@@ -50,13 +50,16 @@ def picture_callbacks(callbacks_cfg: DictConfig | None) -> dict[str, PictureCall
 
 
 def png_path(folder: Path, tag: str) -> Path:
-    """Return the PNG file of a TensorBoard tag: `filters/features.0` -> filters/features.0.png."""
+    """Return the PNG file of a TensorBoard tag: `stage1/filters` -> stage1/filters.png."""
     *folders, name = tag.split("/")
     return folder.joinpath(*folders, f"{name}.png")
 
 
 def visualize(cfg: DictConfig) -> list[Path]:
-    """Write the pictures of `cfg.ckpt_path` as PNG files into `cfg.output_dir`; return them.
+    """Write the pictures of `cfg.ckpt_path` as PNG files into `cfg.output_dir`, each with
+    its TensorBoard description beside it (`stage1/filters.png`, `stage1/filters.txt`);
+    return the PNG files. A checkpoint holds no weights from the start of training, so
+    there are no `filters/change` pictures.
 
     The model and data are rebuilt from the config stored in the checkpoint (`data.*`
     keys of cfg override its data); `cfg.image` replaces the fixed validation images.

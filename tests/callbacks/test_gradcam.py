@@ -38,4 +38,5 @@ def test_maps_match_the_hand_computed_formula() -> None:
 def test_the_callback_draws_the_last_stage(context) -> None:
     with left_as_found(context.network):
         pictures = GradCAM().pictures(context)
-    assert [p.tag for p in pictures] == ["stage3/gradcam"]
+    assert [p.tag for p in pictures] == ["stage3/gradcam/classes_0-4", "stage3/gradcam/classes_5-9"]
+    assert "`features.7`" in pictures[0].description

@@ -4,12 +4,18 @@ import pytest
 import torch
 
 from convnet.callbacks.render import (
-    CAPTION_WIDTH,
+    FONT_SIZE,
+    LINE_HEIGHT,
+    MAX_SIZE,
     colormap,
+    display_scale,
+    fit_text,
     image_grid,
     label_tiles,
+    labelled_grid,
     rescale,
     save_png,
+    text_width,
 )
 
 
@@ -40,10 +46,18 @@ def test_the_grid_upscales_with_nearest_neighbour_and_pads() -> None:
     torch.testing.assert_close(grid[0, 2:6, 2:6], tiles[0, 0, 0, 0].expand(4, 4))
 
 
-def test_captions_widen_narrow_pictures_and_sit_on_top() -> None:
-    grid = image_grid(torch.zeros(1, 3, 4, 4), scale=None, caption="a caption")
-    assert grid.shape[-1] == CAPTION_WIDTH
-    assert grid[:, -4:, :4].max() == 0  # the tile (alone: make_grid adds no padding)
+def test_the_largest_picture_shows_at_70_percent_and_its_text_at_14_px() -> None:
+    time_series, images = display_scale(*MAX_SIZE)
+    assert min(time_series, images) >= 0.7
+    assert FONT_SIZE * min(time_series, images) >= 14
+
+
+def test_labelled_cells_are_as_wide_as_their_widest_label() -> None:
+    labels = ["a", "a label wider than its tile"]
+    grid = labelled_grid(torch.zeros(2, 3, 8, 8), labels, columns=2, gap=4)
+    assert grid.shape == (3, 8 + LINE_HEIGHT + 4, 2 * (text_width(labels[1]) + 4))
+    assert fit_text("a label wider than its tile", 60).endswith("…")
+    assert text_width(fit_text("a label wider than its tile", 60)) <= 60
 
 
 def test_colormap_runs_from_dark_purple_to_yellow() -> None:
@@ -54,6 +68,6 @@ def test_colormap_runs_from_dark_purple_to_yellow() -> None:
 
 def test_labels_go_under_each_tile_and_pictures_save_as_png(tmp_path) -> None:
     labelled = label_tiles(torch.zeros(2, 3, 8, 8), ["a", "two\nlines"])
-    assert labelled.shape == (2, 3, 8 + 2 * 12, 8)
+    assert labelled.shape == (2, 3, 8 + 2 * LINE_HEIGHT, 8)
     path = save_png(image_grid(labelled, scale=None), tmp_path / "x" / "grid.png")
     assert path.read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,5 @@
-"""The confusion matrix: counts from torchmetrics, drawn as a labelled picture."""
+"""The confusion matrix: counts from torchmetrics, drawn as a labelled picture with counts
+in the cells and a colour bar, explained in its description."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from convnet.callbacks.render import FONT_SIZE, VIRIDIS_TABLE, add_caption, text_font
+from convnet.callbacks.render import LINE_HEIGHT, MAX_SIZE, VIRIDIS_TABLE, text_font, text_width
 
-MAX_SIDE = 640  # pixels of the matrix itself, whatever the number of classes
+BAR_HEIGHT = 10  # pixels of the colour bar under the matrix
+MAX_CELL = (56, 32)  # (width, height) of a cell when there are few classes
+MIN_TEXT_CELL = 22  # pixels: cells shorter than this hold no counts and get no labels
 
 
 def confusion_counts(predicted: Tensor, target: Tensor, num_classes: int) -> Tensor:
@@ -21,75 +24,140 @@ def confusion_counts(predicted: Tensor, target: Tensor, num_classes: int) -> Ten
     return multiclass_confusion_matrix(predicted, target, num_classes).long()
 
 
+def compact(count: int) -> str:
+    """Return a count in at most four characters: 987, 1.2k, 12k, 123k."""
+    if count < 1000:
+        return str(count)
+    return f"{count / 1000:.1f}k" if count < 10_000 else f"{count // 1000}k"
+
+
 @dataclass(frozen=True)
 class ConfusionLayout:
-    """Where the cells of a confusion matrix picture are: `cell` pixels each, the first
-    at (left, top) below the caption-less matrix's class-name margins."""
+    """Where the cells of a confusion matrix picture are: `width` x `height` pixels each,
+    the first at (left, top), right of the class names and below the column numbers."""
 
-    cell: int
+    width: int
+    height: int
     left: int
     top: int
-    names: bool  # class names drawn (only when cells are tall enough for text)
+    names: bool  # class names by the rows and class numbers over the columns
     numbers: bool  # counts written in the cells
 
     def cell_box(self, row: int, column: int) -> tuple[int, int, int, int]:
         """Return (x0, y0, x1, y1) of the cell for true class `row`, predicted `column`."""
-        x0, y0 = self.left + column * self.cell, self.top + row * self.cell
-        return x0, y0, x0 + self.cell, y0 + self.cell
+        x0, y0 = self.left + column * self.width, self.top + row * self.height
+        return x0, y0, x0 + self.width, y0 + self.height
 
 
-def confusion_layout(classes: Sequence[str]) -> ConfusionLayout:
-    """Return the layout for a matrix over `classes` (cells shrink as classes grow)."""
-    cell = max(4, min(40, MAX_SIDE // len(classes)))
-    names = cell >= 10
-    margin = int(max(text_font(FONT_SIZE).getlength(n) for n in classes)) + 6 if names else 4
-    return ConfusionLayout(cell, margin, margin, names, numbers=cell >= 22)
+def row_labels(classes: Sequence[str]) -> list[str]:
+    """Return each row's label: the class name and its number (the column it is)."""
+    return [f"{name} {index}" for index, name in enumerate(classes)]
 
 
-def confusion_matrix_picture(counts: Tensor, classes: Sequence[str], title: str = "") -> Tensor:
+def confusion_layout(classes: Sequence[str], counts: Tensor | None = None) -> ConfusionLayout:
+    """Return the layout for a matrix over `classes` within MAX_SIZE: cells shrink as the
+    classes grow; names and counts are drawn only where they fit whole."""
+    n = len(classes)
+    max_width, max_height = MAX_SIZE
+    bottom = BAR_HEIGHT + 4 + LINE_HEIGHT  # the colour bar and its ticks
+    left = min(160, max(text_width(label) for label in row_labels(classes)) + 8)
+    height = min(MAX_CELL[1], (max_height - LINE_HEIGHT - bottom - 4) // n)
+    names = height >= MIN_TEXT_CELL and text_width(str(n - 1)) + 4 <= (max_width - left) // n
+    if not names:
+        left = 4
+        height = max(2, min(MAX_CELL[1], (max_height - bottom - 8) // n))
+    width = max(2, min(MAX_CELL[0], (max_width - left - 4) // n))
+    widest = text_width(compact(int(counts.max()))) if counts is not None and counts.numel() else 0
+    numbers = names and widest + 2 <= width
+    return ConfusionLayout(width, height, left, LINE_HEIGHT + 2 if names else 4, names, numbers)
+
+
+def confusion_matrix_picture(counts: Tensor, classes: Sequence[str]) -> Tensor:
     """Return a (3, H, W) picture of `counts` (row = true, column = predicted).
 
-    Each cell's colour is its share of the true class (row-normalised, viridis), so
-    recall reads along the diagonal whatever the class sizes; counts are written in the
-    cells and class names along the axes when there is room.
+    Each cell's colour is its share of the true class (row-normalised, viridis), so recall
+    reads along the diagonal whatever the class sizes; the bar underneath maps colour to
+    share. Counts are in the cells, class names by the rows and class numbers over the
+    columns, when they fit (see `confusion_layout`).
     """
     counts = counts.detach().cpu().long()
-    if counts.shape != (len(classes), len(classes)):
-        raise ValueError(f"counts {tuple(counts.shape)} do not match {len(classes)} classes")
-    layout = confusion_layout(classes)
+    n = len(classes)
+    if counts.shape != (n, n):
+        raise ValueError(f"counts {tuple(counts.shape)} do not match {n} classes")
+    layout = confusion_layout(classes, counts)
     shares = counts.float() / counts.sum(dim=1, keepdim=True).clamp_min(1)
     colours = (VIRIDIS_TABLE[(shares * 255).round().long()] * 255).round().to(torch.uint8)
-    side = layout.cell * len(classes)
-    canvas = Image.new("RGB", (layout.left + side + 2, layout.top + side + 2), "white")
-    cells = colours.numpy().repeat(layout.cell, axis=0).repeat(layout.cell, axis=1)
+    right, bottom = layout.cell_box(n - 1, n - 1)[2:]
+    canvas = Image.new("RGB", (right + 4, bottom + BAR_HEIGHT + 6 + LINE_HEIGHT), "white")
+    cells = colours.numpy().repeat(layout.height, axis=0).repeat(layout.width, axis=1)
     canvas.paste(Image.fromarray(np.ascontiguousarray(cells)), (layout.left, layout.top))
-    draw, font = ImageDraw.Draw(canvas), text_font(FONT_SIZE)
-    for row in range(len(classes)):
-        for column in range(len(classes)):
+    draw, font = ImageDraw.Draw(canvas), text_font()
+    for row in range(n):
+        for column in range(n):
             if layout.numbers and counts[row, column] > 0:
                 x0, y0, x1, y1 = layout.cell_box(row, column)
                 ink = "black" if shares[row, column] > 0.6 else "white"  # viridis is dark below
-                draw.text(((x0 + x1) / 2, (y0 + y1) / 2), str(int(counts[row, column])),
+                draw.text(((x0 + x1) / 2, (y0 + y1) / 2 + 1), compact(int(counts[row, column])),
                           fill=ink, font=font, anchor="mm")  # fmt: skip
     if layout.names:
-        _draw_names(canvas, classes, layout)
-    picture = torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
-    caption = "rows: true class, columns: predicted; colour = share of the true class (viridis)"
-    caption += "; numbers = counts" if layout.numbers else ""
-    caption += "" if layout.names else "; classes in label order"
-    return add_caption(picture, f"{title}\n{caption}" if title else caption)
+        for index, label in enumerate(row_labels(classes)):
+            x0, y0, x1, y1 = layout.cell_box(index, index)
+            draw.text((layout.left - 4, (y0 + y1) / 2 + 1), label, fill="black", font=font,
+                      anchor="rm")  # fmt: skip
+            draw.text(((x0 + x1) / 2, layout.top - 2), str(index), fill="black", font=font,
+                      anchor="mb")  # fmt: skip
+    _draw_colour_bar(canvas, layout.left, right, bottom + 4)
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
 
 
-def _draw_names(canvas: Image.Image, classes: Sequence[str], layout: ConfusionLayout) -> None:
-    draw, font = ImageDraw.Draw(canvas), text_font(FONT_SIZE)
-    for index, name in enumerate(classes):
-        _, y0, _, y1 = layout.cell_box(index, 0)
-        draw.text((layout.left - 3, (y0 + y1) / 2), name, fill="black", font=font, anchor="rm")
-    # Column names are written sideways: drawn on their own strip, then turned.
-    strip = Image.new("RGB", (layout.top, canvas.width), "white")
-    strip_draw = ImageDraw.Draw(strip)
-    for index, name in enumerate(classes):
-        x0, _, x1, _ = layout.cell_box(0, index)
-        strip_draw.text((3, (x0 + x1) / 2), name, fill="black", font=font, anchor="lm")
-    # A quarter turn anticlockwise: names read upwards, starting next to the matrix.
-    canvas.paste(strip.rotate(90, expand=True), (0, 0))
+def _draw_colour_bar(canvas: Image.Image, left: int, right: int, top: int) -> None:
+    ramp = VIRIDIS_TABLE[torch.linspace(0, 255, right - left).round().long()]
+    strip = (ramp * 255).round().to(torch.uint8).numpy()[None].repeat(BAR_HEIGHT, axis=0)
+    canvas.paste(Image.fromarray(np.ascontiguousarray(strip)), (left, top))
+    draw, font, y = ImageDraw.Draw(canvas), text_font(), top + BAR_HEIGHT + 1
+    draw.text((left, y), "0%", fill="black", font=font, anchor="lt")
+    draw.text(((left + right) / 2, y), "50%", fill="black", font=font, anchor="mt")
+    draw.text((right, y), "100%", fill="black", font=font, anchor="rt")
+
+
+def top_confusions(counts: Tensor, classes: Sequence[str], count: int = 5) -> list[str]:
+    """Return the `count` largest off-diagonal cells as "true → predicted: n" (none if 0)."""
+    off = counts.detach().cpu().long().clone()
+    off.fill_diagonal_(0)
+    values, index = off.flatten().topk(min(count, off.numel()))
+    n = len(classes)
+    return [
+        f"{classes[i // n]} → {classes[i % n]}: {v}"
+        for v, i in zip(values.tolist(), index.tolist(), strict=True)
+        if v > 0
+    ]
+
+
+def confusion_description(counts: Tensor, classes: Sequence[str], source: str) -> str:
+    """Return the Markdown that explains the confusion matrix picture of `counts`."""
+    layout = confusion_layout(classes, counts)
+    total = int(counts.sum())
+    correct = int(counts.diagonal().sum())
+    parts = [
+        f"**Confusion matrix** of {total} {source} images, {correct} right "
+        f"({correct / max(total, 1):.1%}). A row per true class, a column per predicted "
+        "class, in the same order.",
+        "Colour: the cell's share of its row (row-normalised), from dark purple (0%) to "
+        "yellow (100%) on the bar underneath, so the diagonal reads as each class's recall "
+        "whatever the class sizes, and a dark off-diagonal cell can still hold errors.",
+    ]
+    if layout.names:
+        parts.append(
+            "Rows are labelled with the class name and its number; columns with the number."
+        )
+    else:
+        parts.append(f"{len(classes)} classes in label order: too many to name in the cells.")
+    parts.append(
+        "Numbers: the count in each cell (1.2k = 1,200)."
+        if layout.numbers
+        else "Cells are too small for counts; the largest confusions are listed below."
+    )
+    confusions = top_confusions(counts, classes)
+    if confusions:
+        parts.append("Largest confusions (true → predicted): " + "; ".join(confusions) + ".")
+    return "\n\n".join(parts)

@@ -10,15 +10,17 @@ from torch import Tensor
 from convnet.callbacks.base import Picture, PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import named_modules
 from convnet.callbacks.render import (
+    MAX_SIZE,
     as_rgb,
     check_scale,
     colormap,
-    image_grid,
-    label_tiles,
+    fit_text,
+    labelled_grid,
     rescale,
     resize,
+    text_width,
 )
-from convnet.callbacks.tags import picture_tag
+from convnet.callbacks.tags import class_part, picture_tag, split_pages, unique_parts
 from convnet.checks import positive_int
 from convnet.models.trace import capture_outputs
 
@@ -29,19 +31,27 @@ def top_channels(activations: Tensor, k: int) -> Tensor:
     return means.topk(min(k, means.shape[1]), dim=1).indices
 
 
-def feature_map_picture(
+NAME_WIDTH = 110  # pixels at most for the class name under each row's image
+
+
+def feature_map_pages(
     activations: Tensor,
     pixels: Tensor,
+    labels: Sequence[int],
     names: Sequence[str],
-    layer: str,
     top_k: int = 8,
     scale: str = "per_tile",
-    tile_size: int = 48,
-) -> Tensor:
-    """Return a picture with one row per image: the image, then its top-k channels.
+    tile_size: int = 42,
+    per_page: int = 4,
+    layer: str = "",
+) -> tuple[list[tuple[str, Tensor]], str]:
+    """Return (part, picture) pages of `per_page` images each, a row per image: the image
+    with its class name under it, then its top-k channels with their indices; and the
+    sentence stating the colour scale.
 
     activations: (N, C, h, w) outputs of `layer`; pixels: (N, c, H, W) images in [0, 1];
-    names: a label for each image. Each channel is shown with viridis, scaled per `scale`
+    labels: each image's class (-1: unknown), naming the pages (`classes_0-3`); names: a
+    label for each image. Each channel is shown with viridis, scaled per `scale`
     ("per_tile": each map from its own min to max; "shared": one range for the picture).
     """
     check_scale(scale)
@@ -51,36 +61,62 @@ def feature_map_picture(
             "name a convolutional layer or stage."
         )
     activations = activations.detach().float().cpu()
+    name_width = min(NAME_WIDTH, max(tile_size, *(text_width(n) for n in names)))
+    cell = max(tile_size, text_width(str(activations.shape[1] - 1))) + 6
+    top_k = max(1, min(top_k, (MAX_SIZE[0] - name_width - 6) // cell))
     channels = top_channels(activations, top_k)  # (N, k)
     maps = activations.gather(1, channels[:, :, None, None].expand(-1, -1, *activations.shape[2:]))
     n, k = channels.shape
     scaled, stated = rescale(maps.reshape(n * k, 1, *maps.shape[2:]), scale, unit="map")
     # Coloured at the maps' own size, then enlarged: nearest-neighbour keeps the colours.
-    coloured = resize(colormap(scaled), tile_size).reshape(n, k, 3, tile_size, tile_size)
-    images = as_rgb(resize(pixels.float().cpu(), tile_size))[:, None]  # (N, 1, 3, t, t)
-    tiles = torch.cat([images, coloured], dim=1).flatten(0, 1)  # (N * (k + 1), 3, t, t)
-    labels = [
-        text
-        for name, row in zip(names, channels.tolist(), strict=True)
-        for text in [name, *(f"ch {c}" for c in row)]
-    ]
-    _, c, h, w = activations.shape
-    caption = (
-        f"{layer}: output {c}x{h}x{w}; each row an image and its {k} channels of highest "
-        f"mean activation; viridis, {stated}"
+    coloured = resize(colormap(scaled), tile_size)  # (N * k, 3, t, t)
+    images = as_rgb(resize(pixels.float().cpu(), tile_size))  # (N, 3, t, t)
+    shown_names = [fit_text(name, name_width) for name in names]
+    channel_labels = [str(c) for row in channels.tolist() for c in row]
+    chunks = split_pages(n, per_page)
+    parts = unique_parts([class_part(labels[chunk.start : chunk.stop]) for chunk in chunks])
+    found = []
+    for part, chunk in zip(parts, chunks, strict=True):
+        start, end = chunk.start, chunk.stop
+        left = labelled_grid(images[start:end], shown_names[start:end], 1, cell_width=name_width)
+        right = labelled_grid(
+            coloured[start * k : end * k], channel_labels[start * k : end * k], k,
+            cell_width=cell - 6,
+        )  # fmt: skip
+        found.append((part, torch.cat([left, right], dim=2)))
+    return found, stated
+
+
+def feature_map_description(
+    stage: str, layer: str, shape: Sequence[int], part: str, top_k: int, stated: str
+) -> str:
+    """Return the Markdown that explains one page of feature maps."""
+    channels, height, width = shape
+    return "\n\n".join(
+        [
+            f"**{stage} feature maps**, {part.replace('_', ' ')}: what `{layer}` "
+            f"({stage}'s output, {channels} channels of {height}x{width}) computes for "
+            "fixed validation images, the same in every run and every epoch.",
+            "A row per image: the image with its class under it, then the channels with "
+            f"the highest mean activation for that image (up to {top_k}), strongest first, "
+            "each numbered by its channel index.",
+            f"Colours: viridis, dark purple low to yellow high; {stated}.",
+        ]
     )
-    return image_grid(label_tiles(tiles, labels), nrow=k + 1, scale=None, caption=caption)
 
 
 class FeatureMaps(PictureCallback):
-    """Feature maps of the fixed validation images, `feature_maps/<layer>`.
+    """Feature maps of the fixed validation images, `<stage>/feature_maps/classes_0-3`.
 
     layers: module names whose outputs to draw; null for the output of every stage.
     per_class: fixed validation images per class (chosen by `seed`, the same every run).
     max_images: at most this many of them, evenly spread over the classes (100 classes
         would otherwise give 100 rows).
-    top_k: channels shown per image, those of highest mean activation.
-    scale: "per_tile" or "shared" (see `feature_map_picture`).
+    top_k: channels shown per image, those of highest mean activation (fewer when they
+        would not fit TensorBoard's card).
+    scale: "per_tile" or "shared" (see `feature_map_pages`).
+    images_per_picture: rows of a picture; the images are split over several tags,
+        `<stage>/feature_maps/classes_0-3`, `.../classes_4-7`, ...
     """
 
     name = "feature_maps"
@@ -93,7 +129,8 @@ class FeatureMaps(PictureCallback):
         seed: int = 0,
         top_k: int = 8,
         scale: str = "per_tile",
-        tile_size: int = 48,
+        tile_size: int = 42,
+        images_per_picture: int = 4,
         every_n_epochs: int = 1,
         at_start: bool = True,
         network_attribute: str = "model",
@@ -106,6 +143,9 @@ class FeatureMaps(PictureCallback):
         self.top_k = positive_int(top_k, "callbacks.feature_maps.top_k")
         self.scale = check_scale(scale, "callbacks.feature_maps.scale")
         self.tile_size = positive_int(tile_size, "callbacks.feature_maps.tile_size")
+        self.images_per_picture = positive_int(
+            images_per_picture, "callbacks.feature_maps.images_per_picture"
+        )
 
     def layer_names(self, context: PictureContext) -> list[str]:
         """Return the names of the layers to draw, the configured ones or each stage's output."""
@@ -117,19 +157,19 @@ class FeatureMaps(PictureCallback):
         samples = context.samples(self.per_class, self.seed).spread(self.max_images)
         with torch.no_grad():
             outputs = capture_outputs(context.network, layers, samples.inputs, stop_early=True)
-        return [
-            Picture(
-                picture_tag(context.stage_name(name), "feature_maps"),
-                feature_map_picture(
-                    outputs[name],
-                    samples.pixels,
-                    samples.label_names(),
-                    name,
-                    self.top_k,
-                    self.scale,
-                    self.tile_size,
-                ),
-                f"feature maps of {name}",
-            )
-            for name in names
-        ]
+        pictures = []
+        for name in names:
+            stage = context.stage_name(name)
+            pages, stated = feature_map_pages(
+                outputs[name], samples.pixels, samples.labels.tolist(), samples.label_names(),
+                self.top_k, self.scale, self.tile_size, self.images_per_picture, name,
+            )  # fmt: skip
+            for part, image in pages:
+                describe = feature_map_description(
+                    stage, name, outputs[name].shape[1:], part, self.top_k, stated
+                )
+                title = f"{stage} feature maps {part} ({name})"
+                pictures.append(
+                    Picture(picture_tag(stage, "feature_maps", part), image, describe, title)
+                )
+        return pictures

@@ -21,11 +21,12 @@ from convnet.callbacks.base import (
     log_pictures,
     tensorboard_writers,
 )
-from convnet.callbacks.confusion import confusion_matrix_picture
+from convnet.callbacks.confusion import confusion_description, confusion_matrix_picture
 from convnet.callbacks.layers import network_of
-from convnet.callbacks.render import as_rgb, image_grid, label_tiles, resize
+from convnet.callbacks.render import MAX_SIZE, as_rgb, labelled_grid, resize, text_width
 from convnet.callbacks.samples import pixels_of
 from convnet.callbacks.state import few_threads
+from convnet.callbacks.tags import range_part, split_pages
 from convnet.checks import positive_int
 
 ACCURACY_TAG = "val_class_acc"  # per-class accuracy scalars: val_class_acc/<class name>
@@ -82,33 +83,46 @@ def per_class_accuracy(counts: Tensor) -> Tensor:
     return torch.where(totals > 0, counts.diagonal().float() / totals, torch.nan)
 
 
-def misclassified_picture(
+def misclassified_pictures(
     pixels: Tensor,
     true: Tensor,
     predicted: Tensor,
     confidence: Tensor,
     classes: Sequence[str],
-    tile_size: int = 80,
-) -> Tensor:
-    """Return a grid of misclassified images, each labelled with its true and predicted class."""
-    caption = (
-        "most confidently misclassified validation images (softmax probability of the wrong class)"
-    )
+    tile_size: int = 72,
+    rows: int = 2,
+) -> list[tuple[str, Tensor]]:
+    """Return (part, picture) pages of misclassified images, most confident first, each
+    image over its true class and its predicted class with that class's probability;
+    a page holds as many as fit MAX_SIZE whole, `rows` rows (no mistakes: one blank page)."""
     if len(pixels) == 0:
-        return image_grid(
-            torch.ones(1, 3, tile_size, tile_size), scale=None, caption=f"{caption}: none"
-        )
+        blank = labelled_grid(torch.ones(1, 3, tile_size, tile_size), ["none"], columns=1)
+        return [("1", blank)]
     tiles = as_rgb(resize(pixels.float(), tile_size))
     labels = [
-        f"true: {classes[t]}\npred: {classes[p]} {c:.2f}"
+        f"{classes[t]}\n{classes[p]} {c:.2f}"
         for t, p, c in zip(true.tolist(), predicted.tolist(), confidence.tolist(), strict=True)
     ]
-    return image_grid(label_tiles(tiles, labels), nrow=8, scale=None, caption=caption)
+    widest = max(tile_size, *(text_width(line) for label in labels for line in label.split("\n")))
+    columns = max(1, min(4, MAX_SIZE[0] // (widest + 8)))
+    found = []
+    for chunk in split_pages(len(labels), columns * rows):
+        start, end = chunk.start, chunk.stop
+        grid = labelled_grid(tiles[start:end], labels[start:end], columns, 8, cell_width=widest)
+        found.append((range_part(start, end - 1), grid))
+    return found
+
+
+MISCLASSIFIED = (
+    "**The most confidently misclassified {source} images**, most confident first "
+    "(images {part} of the {count} kept). Under each image: its true class, then the class "
+    "the network predicted and that class's softmax probability."
+)
 
 
 class Mistakes(PictureCallback):
     """Confusion matrix (`mistakes/confusion_matrix`), the most confidently misclassified
-    validation images (`mistakes/misclassified`) and per-class accuracy scalars
+    validation images (`mistakes/misclassified/1-6`, a page per tag) and per-class accuracy scalars
     (`val_class_acc/<class>`), after every N-th validation of a fit.
 
     The network's logits are taken from the validation pass itself with a forward hook,
@@ -120,8 +134,8 @@ class Mistakes(PictureCallback):
 
     def __init__(
         self,
-        num_images: int = 16,
-        tile_size: int = 80,
+        num_images: int = 12,
+        tile_size: int = 72,
         every_n_epochs: int = 1,
         network_attribute: str = "model",
     ) -> None:
@@ -134,24 +148,32 @@ class Mistakes(PictureCallback):
         self._logits: Tensor | None = None
 
     def pictures_of(
-        self, tracker: MistakeTracker, counts: Tensor, datamodule: Any, title: str
+        self, tracker: MistakeTracker, counts: Tensor, datamodule: Any, source: str
     ) -> Pictures:
         """Return the confusion matrix and misclassified pictures of a finished pass."""
         classes = list(datamodule.classes)
         inputs, true, predicted, confidence = tracker.mistakes()
         pixels = pixels_of(inputs, datamodule)
-        return [
+        pictures = [
             Picture(
                 "mistakes/confusion_matrix",
-                confusion_matrix_picture(counts, classes, title),
-                "confusion matrix",
-            ),
-            Picture(
-                "mistakes/misclassified",
-                misclassified_picture(pixels, true, predicted, confidence, classes, self.tile_size),
-                "misclassified",
-            ),
+                confusion_matrix_picture(counts, classes),
+                confusion_description(counts, classes, source),
+                "confusion matrix (rows: true class; colour: share of the row)",
+            )
         ]
+        pages = misclassified_pictures(pixels, true, predicted, confidence, classes, self.tile_size)
+        for part, image in pages:
+            description = MISCLASSIFIED.format(source=source, part=part, count=len(true))
+            pictures.append(
+                Picture(
+                    f"mistakes/misclassified/{part}",
+                    image,
+                    description,
+                    f"misclassified {part} (true class; predicted, probability)",
+                )
+            )
+        return pictures
 
     def pictures(self, context: PictureContext) -> Pictures:
         """Return the pictures of one pass over the whole validation split."""
@@ -164,7 +186,7 @@ class Mistakes(PictureCallback):
                 tracker.update(context.network(inputs), labels, inputs)
         counts = tracker.counts()
         self.accuracy = per_class_accuracy(counts)
-        return self.pictures_of(tracker, counts, datamodule, "validation split")
+        return self.pictures_of(tracker, counts, datamodule, "validation")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pass  # drawn from validation passes only
@@ -214,9 +236,8 @@ class Mistakes(PictureCallback):
             pl_module.log(f"{ACCURACY_TAG}/{name}", accuracy, on_epoch=True)
         writers = tensorboard_writers(trainer)
         if trainer.is_global_zero and writers:
-            title = f"step {trainer.global_step}"
             with few_threads(counts):
-                pictures = self.pictures_of(tracker, counts, trainer.datamodule, title)
+                pictures = self.pictures_of(tracker, counts, trainer.datamodule, "validation")
             log_pictures(trainer, pictures, trainer.global_step)
         self.seconds += time.perf_counter() - start
 

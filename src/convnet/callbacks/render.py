@@ -1,8 +1,13 @@
 """Tensors -> image grids for TensorBoard and PNG files: scaling, tiling, colour and text.
 
-Every picture convnet draws goes through `image_grid`, so the same weights or activations
-look the same in TensorBoard and in the files scripts/visualize.py writes. Pictures are
-float (3, H, W) tensors in [0, 1] on the CPU, what `SummaryWriter.add_image` takes.
+Every picture convnet draws is made here (`image_grid`, `labelled_grid`), so the same
+weights or activations look the same in TensorBoard and in the files scripts/visualize.py
+writes. Pictures are float (3, H, W) tensors in [0, 1] on the CPU.
+
+Sized for TensorBoard's own display (2.21, a 1600x1400 window, default settings): Time
+Series fits an image into a 454x215 box, Images scales it to a 350-pixel-wide card. A
+picture of at most MAX_SIZE shows at 70% of its pixels or more in both, so FONT_SIZE text
+is 14 px or more on screen. Explanations go in the picture's description, not in it.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ _VIRIDIS = torch.tensor(
         [0.993, 0.906, 0.144],
     ]
 )
-FONT_SIZE = 10
-LINE_HEIGHT = 12  # pixels per line of text under a tile or above a picture
+TIME_SERIES_BOX = (454, 215)  # (width, height) TensorBoard's Time Series fits an image into
+IMAGES_CARD_WIDTH = 350  # TensorBoard's Images dashboard scales an image to this width
+MAX_SIZE = (500, 300)  # (width, height): shown at >= 70% in both dashboards
+FONT_SIZE = 20  # pixels: >= 14 px on screen at 70%
+LINE_HEIGHT = 24  # pixels per line of text under a tile
 BACKGROUND = 1.0  # white between tiles and behind text
-CAPTION_WIDTH = 320  # pixels: pictures with a caption are at least this wide
 
 
 def check_scale(scale: str, key: str = "scale") -> str:
@@ -130,8 +137,31 @@ def _text_strip(width: int, lines: Sequence[str]) -> Tensor:
     strip = Image.new("RGB", (width, LINE_HEIGHT * len(lines)), "white")
     draw = ImageDraw.Draw(strip)
     for row, line in enumerate(lines):
-        draw.text((1, row * LINE_HEIGHT), line, fill="black", font=text_font(FONT_SIZE))
+        draw.text(
+            (width / 2, row * LINE_HEIGHT + 1), line, fill="black", font=text_font(), anchor="ma"
+        )
     return _from_pil(strip)
+
+
+def display_scale(width: int, height: int) -> tuple[float, float]:
+    """Return the share of its pixels a width x height picture is shown at in TensorBoard's
+    (Time Series, Images) dashboards."""
+    box_width, box_height = TIME_SERIES_BOX
+    return min(1.0, box_width / width, box_height / height), IMAGES_CARD_WIDTH / width
+
+
+def text_width(text: str, size: int = FONT_SIZE) -> int:
+    """Return the width in pixels of one line of `text` in the picture font."""
+    return int(np.ceil(text_font(size).getlength(text)))
+
+
+def fit_text(text: str, width: int) -> str:
+    """Return `text`, or as much of it as fits in `width` pixels followed by "…"."""
+    if text_width(text) <= width:
+        return text
+    while text and text_width(f"{text}…") > width:
+        text = text[:-1]
+    return f"{text}…"
 
 
 def label_tiles(tiles: Tensor, labels: Sequence[str]) -> Tensor:
@@ -148,53 +178,73 @@ def label_tiles(tiles: Tensor, labels: Sequence[str]) -> Tensor:
     return torch.cat([tiles.float().cpu(), strips], dim=2)
 
 
-def _wrapped(text: str, width: int) -> list[str]:
-    font, lines = text_font(FONT_SIZE), []
-    for paragraph in text.split("\n"):
-        line = ""
-        for word in paragraph.split(" "):
-            candidate = f"{line} {word}" if line else word
-            if line and font.getlength(candidate) > width - 2:
-                lines.append(line)
-                candidate = word
-            line = candidate
-        lines.append(line)
-    return lines
-
-
-def add_caption(image: Tensor, text: str) -> Tensor:
-    """Return the (3, H, W) `image` with `text` above it, wrapped to the picture's width
-    (at least CAPTION_WIDTH pixels; a narrower image is padded on the right)."""
-    if image.shape[-1] < CAPTION_WIDTH:
-        image = F.pad(image, (0, CAPTION_WIDTH - image.shape[-1]), value=BACKGROUND)
-    return torch.cat([_text_strip(image.shape[-1], _wrapped(text, image.shape[-1])), image], dim=1)
-
-
 def image_grid(
     tiles: Tensor,
     nrow: int = 8,
     scale: str | None = "per_tile",
     symmetric: bool = False,
     upscale: int = 1,
-    caption: str | None = None,
     padding: int = 2,
     unit: str = "tile",
 ) -> Tensor:
     """Return a (3, H, W) picture in [0, 1] of `tiles` (N, C, H, W) laid out `nrow` per row.
 
     scale: how values become grey levels (see `rescale`); None when the tiles are
-        already colours in [0, 1]. The caption gets the scale's sentence appended.
+        already colours in [0, 1].
     upscale: nearest-neighbour factor, so a 3x3 kernel shows as visible squares.
     """
-    stated = ""
     if scale is not None:
-        tiles, stated = rescale(tiles, scale, symmetric, unit)
+        tiles, _ = rescale(tiles, scale, symmetric, unit)
     tiles = tiles.detach().float().cpu()
     if upscale > 1:
         tiles = resize(tiles, (tiles.shape[-2] * upscale, tiles.shape[-1] * upscale))
-    grid = make_grid(as_rgb(tiles), nrow=nrow, padding=padding, pad_value=BACKGROUND)
-    text = "\n".join(part for part in (caption, stated) if part)
-    return add_caption(grid, text) if text else grid
+    return make_grid(as_rgb(tiles), nrow=nrow, padding=padding, pad_value=BACKGROUND)
+
+
+def labelled_grid(
+    tiles: Tensor,
+    labels: Sequence[str],
+    columns: int,
+    gap: int = 6,
+    cell_width: int | None = None,
+) -> Tensor:
+    """Return a (3, H, W) picture of RGB `tiles` (N, 3, h, w) in [0, 1], `columns` per row,
+    each with its label's lines ("\\n") centred underneath, never cut: a cell is as wide
+    as its tile or its widest label line (or `cell_width`), plus `gap`."""
+    if len(labels) != tiles.shape[0]:
+        raise ValueError(f"{len(labels)} labels for {tiles.shape[0]} tiles: give one per tile")
+    n, _, h, w = tiles.shape
+    lines = [label.split("\n") if label else [] for label in labels]
+    per_tile = max((len(tile_lines) for tile_lines in lines), default=0)
+    widest = max((text_width(line) for tile_lines in lines for line in tile_lines), default=0)
+    width = (cell_width or max(w, widest)) + gap
+    height = h + per_tile * LINE_HEIGHT + gap
+    rows = -(-n // columns)
+    canvas = np.full((rows * height, min(n, columns) * width, 3), 255, dtype=np.uint8)
+    pixels = (tiles.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    pixels = pixels.permute(0, 2, 3, 1).numpy()
+    for index in range(n):
+        y, x = (index // columns) * height + gap // 2, (index % columns) * width + (width - w) // 2
+        canvas[y : y + h, x : x + w] = pixels[index]
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    for index, tile_lines in enumerate(lines):
+        centre = (index % columns) * width + width / 2
+        top = (index // columns) * height + gap // 2 + h + 1
+        for row, line in enumerate(tile_lines):
+            draw.text((centre, top + row * LINE_HEIGHT), line, fill="black", font=text_font(),
+                      anchor="ma")  # fmt: skip
+    return _from_pil(image)
+
+
+def bars(values: Tensor, width: int, height: int = 5) -> Tensor:
+    """Return (N, 3, height, width) strips: a dark bar as long as each value in [0, 1]
+    over a light grey track (a filter's norm against the largest)."""
+    strips = torch.full((len(values), 3, height, width), 0.85)
+    lengths = (values.detach().float().cpu().clamp(0, 1) * width).round().long()
+    for index, length in enumerate(lengths.tolist()):
+        strips[index, :, :, :length] = 0.15
+    return strips
 
 
 def to_uint8(image: Tensor) -> np.ndarray:

@@ -60,3 +60,12 @@ def unique_parts(parts: Sequence[str]) -> list[str]:
         seen[part] = seen.get(part, 0) + 1
         unique.append(part if seen[part] == 1 else f"{part}_{seen[part]}")
     return unique
+
+
+def split_pages(count: int, most: int) -> list[range]:
+    """Return `count` items split into as few pages of at most `most` as can hold them,
+    of sizes differing by one at most (10 by 4: 4, 3, 3), first pages largest."""
+    number = max(1, -(-count // most))
+    size, extra = divmod(count, number)
+    starts = [index * size + min(index, extra) for index in range(number + 1)]
+    return [range(starts[i], starts[i + 1]) for i in range(number)]
