@@ -25,7 +25,8 @@ def _job_folders(sweep: Path) -> list[str]:
 
 
 def _best_val_acc_in_events(job: Path) -> float:
-    events = EventAccumulator(str(job / "tensorboard"))
+    (run,) = (job / "tensorboard").iterdir()  # the job's run, named by its overrides
+    events = EventAccumulator(str(run))
     events.Reload()
     return max(event.value for event in events.Scalars("val/acc"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from tensorboard.plugins.projector import visualize_embeddings
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 
@@ -50,12 +51,31 @@ def penultimate_features(
     return features.flatten(1).cpu(), logits.float().cpu()
 
 
+def tensor_name(step: int, latest: bool) -> str:
+    """Return the projector's name of the embeddings logged at `step`."""
+    return f"{TAG} latest (step {step})" if latest else f"{TAG} step {step:05d}"
+
+
+def latest_first(writer: SummaryWriter) -> None:
+    """Rename the writer's embeddings so that the projector opens the newest by default.
+
+    The projector lists a run's tensors sorted by name and opens the first; the names
+    SummaryWriter gives (`embeddings:00936`) put the oldest first. Its config is rewritten
+    with the newest named `embeddings latest (step N)`, which sorts before `embeddings step`.
+    """
+    config = writer._projector_config  # what add_embedding keeps and writes, in call order
+    for index, embedding in enumerate(config.embeddings):
+        step = int(embedding.tensor_path.split("/")[0])  # add_embedding's <step>/<tag>/
+        embedding.tensor_name = tensor_name(step, latest=index == len(config.embeddings) - 1)
+    visualize_embeddings(writer.get_logdir(), config)
+
+
 class Embeddings(PictureCallback):
     """Penultimate features of `per_class` fixed validation images per class in the
     projector, with the images as sprites and true and predicted class as labels.
 
     Written after every N-th epoch and the last (not at the start by default: the
-    untrained network's features say little).
+    untrained network's features say little); the projector opens the newest.
     """
 
     name = "embeddings"
@@ -95,3 +115,4 @@ class Embeddings(PictureCallback):
                 global_step=step,
                 tag=TAG,
             )
+            latest_first(writer)

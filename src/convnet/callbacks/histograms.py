@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from convnet.callbacks.base import tensorboard_writers
-from convnet.callbacks.layers import network_of
+from convnet.callbacks.layers import module_stages, network_of, stages
 from convnet.callbacks.state import few_threads
 from convnet.checks import positive_int
 
@@ -31,8 +31,12 @@ def histogram_stats(values: Tensor, bins: int) -> Tensor:
 
 
 class Histograms(L.Callback):
-    """Histograms of each layer's weights (`weights/<layer>`) and gradients
-    (`gradients/<layer>`) at the first optimizer step of every N-th epoch.
+    """Histograms of each layer's weights (`weights/<stage>/<layer>`) and gradients
+    (`gradients/<stage>/<layer>`) at the first optimizer step of every N-th epoch, and the
+    final weights when training ends (at the last global step).
+
+    <stage> is the stage holding the layer (`stage1`..`stageN`, `stem`, `head`, as in the
+    pictures' tags), so a tag filter for a stage shows its histograms too.
 
     Layers are the Conv and Linear modules; with `include_norm_and_bias` also the biases
     and normalisation parameters. The statistics of all layers are computed on the device
@@ -52,17 +56,39 @@ class Histograms(L.Callback):
         self.network_attribute = network_attribute
         self.seconds = 0.0
         self._pending = False
+        self._logged_step: int | None = None
+        self._stage_of: dict[str, str] | None = None
 
-    def parameters_to_log(self, network: nn.Module) -> dict[str, nn.Parameter]:
-        """Return the parameters to draw, by tag name (`<layer>` or `<layer>.<parameter>`)."""
+    def parameters_to_log(
+        self, network: nn.Module, stage_of: dict[str, str] | None = None
+    ) -> dict[str, nn.Parameter]:
+        """Return the parameters to draw, by tag name (`<stage>/<layer>` or
+        `<stage>/<layer>.<parameter>`; `<layer>` alone for modules `stage_of` lacks)."""
+        stage_of = stage_of or {}
         chosen = {}
         for name, module in network.named_modules():
+            prefix = f"{stage_of[name]}/{name}" if name in stage_of else name
             for parameter_name, parameter in module.named_parameters(recurse=False):
                 if isinstance(module, WEIGHTED) and parameter_name == "weight":
-                    chosen[name] = parameter
+                    chosen[prefix] = parameter
                 elif self.include_norm_and_bias:
-                    chosen[f"{name}.{parameter_name}"] = parameter
+                    chosen[f"{prefix}.{parameter_name}"] = parameter
         return chosen
+
+    def stage_of(self, network: nn.Module, datamodule: Any) -> dict[str, str]:
+        """Return {module name: stage name} (see layers.module_stages), found once per fit."""
+        if self._stage_of is None:
+            size = (
+                getattr(datamodule, "in_channels", None),
+                getattr(datamodule, "image_size", None),
+            )
+            # Only networks that declare no stages need the example, traced on the meta device.
+            example = torch.empty(1, size[0], *size[1], device="meta") if None not in size else None
+            try:
+                self._stage_of = module_stages(network, stages(network, example))
+            except ValueError:  # no stages found: tags name the layers alone
+                self._stage_of = {}
+        return self._stage_of
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pending = trainer.current_epoch % self.every_n_epochs == 0
@@ -83,13 +109,29 @@ class Histograms(L.Callback):
             self.log_histograms(writers, network, trainer)
         self.seconds += time.perf_counter() - start
 
-    def log_histograms(self, writers: list[Any], network: nn.Module, trainer: L.Trainer) -> None:
-        """Write every chosen parameter's weight and gradient histogram at the global step."""
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The final weights, after the last optimizer step; its gradients were logged with
+        # the step they belong to, or not at all.
+        writers = tensorboard_writers(trainer)
+        if not trainer.is_global_zero or not writers or self._logged_step == trainer.global_step:
+            return
+        start = time.perf_counter()
+        network = network_of(pl_module, self.network_attribute)
+        with few_threads(next(network.parameters())):
+            self.log_histograms(writers, network, trainer, gradients=False)
+        self.seconds += time.perf_counter() - start
+
+    def log_histograms(
+        self, writers: list[Any], network: nn.Module, trainer: L.Trainer, gradients: bool = True
+    ) -> None:
+        """Write every chosen parameter's weight (and gradient) histogram at the global step."""
         tensors = {}
+        self._logged_step = trainer.global_step
         with torch.no_grad():
-            for name, parameter in self.parameters_to_log(network).items():
+            stage_of = self.stage_of(network, getattr(trainer, "datamodule", None))
+            for name, parameter in self.parameters_to_log(network, stage_of).items():
                 tensors[f"weights/{name}"] = parameter
-                if parameter.grad is not None:
+                if gradients and parameter.grad is not None:
                     tensors[f"gradients/{name}"] = parameter.grad
             if not tensors:
                 return
@@ -102,3 +144,6 @@ class Histograms(L.Callback):
                 writer.add_histogram_raw(
                     tag, low, high, count, total, squares, limits, counts, trainer.global_step
                 )
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stage_of = None
