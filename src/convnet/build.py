@@ -1,0 +1,176 @@
+"""The factories of a run: network, LightningModule, Trainer, precision and compile options.
+
+Everything here turns a composed run config into objects and nothing more: no folder is
+chosen, no record written, no checkpoint read (convnet.resume makes the one value that says
+what a run continues). convnet.train orchestrates a run from these; eval, visualize, the
+sweep pre-flight and the benchmarks build the same objects the same way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from convnet.checkpoints import AtomicCheckpointIO
+from convnet.config import ConfigError
+from convnet.guards import LOSS_FACTOR, CheckpointOnInterrupt, DivergenceGuard
+from convnet.host_memory import keep_freed_memory
+from convnet.models import check_network
+from convnet.models.pretrained import load_pretrained
+from convnet.module import ImageClassifier
+from convnet.runs import CHECKPOINTS, LAST_CHECKPOINT
+
+log = logging.getLogger(__name__)
+
+
+def build_model(model_cfg: DictConfig, pretrained_weights: bool = True) -> nn.Module:
+    """Return the network a model config describes, checked to take the data's image size,
+    with the weights of `model.pretrained` loaded if it names a file (so a size the network
+    cannot take, like a file that does not fit, fails here, before training).
+
+    pretrained_weights: False leaves `model.pretrained` unread, for a network whose
+    weights come from a checkpoint next (the file may be long gone by then).
+    """
+    # A copy: the run config (saved into checkpoints) keeps its `pretrained` key.
+    network_cfg = model_cfg.copy()
+    with open_dict(network_cfg):
+        pretrained = network_cfg.pop("pretrained", None)
+    network = check_network(instantiate(network_cfg))
+    if pretrained is None or not pretrained_weights:
+        return network
+    return load_pretrained(network, pretrained)
+
+
+def build_network(cfg: DictConfig) -> nn.Module:
+    """Return the network of a run config, compiled as its `compile` key says."""
+    network = build_model(cfg.model)
+    options = compile_options(cfg)
+    if options is not None:
+        # In place, so the state_dict keeps the keys of the plain network (no _orig_mod).
+        network.compile(**options)
+        log.info("compiling the network with torch.compile(%s)", options or "")
+    return network
+
+
+def compile_options(cfg: DictConfig) -> dict[str, Any] | None:
+    """Return torch.compile's options for this run, or None when it does not compile."""
+    chosen = cfg.get("compile", False)
+    if chosen is True:
+        return {}
+    if isinstance(chosen, DictConfig):
+        options = OmegaConf.to_container(chosen, resolve=True)
+        allowed = set(inspect.signature(torch.compile).parameters) - {"model"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"compile has unknown options {unknown}: torch.compile takes "
+                f"{', '.join(sorted(allowed))}, e.g. compile={{mode: max-autotune}}"
+            )
+        return options
+    return None
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """Return the run config with every interpolation resolved (Hydra's own node left out)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    return resolved
+
+
+def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:
+    """Return the LightningModule for `model` with the run's optimizer and schedule."""
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    return ImageClassifier(
+        model,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        num_classes=cfg.data.num_classes,
+        config=resolved_config(cfg),
+        **cfg.get("module", {}),
+    )
+
+
+def trains_on_cuda(trainer_cfg: DictConfig) -> bool:
+    """Return whether the trainer config trains on a CUDA GPU of this machine."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def precision_for(trainer_cfg: DictConfig) -> str:
+    """Return the trainer precision: `auto` means bf16 mixed on CUDA, fp32 elsewhere."""
+    precision = str(trainer_cfg.get("precision", "auto"))
+    if precision != "auto":
+        return precision
+    on_cuda = trains_on_cuda(trainer_cfg)
+    return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def prepare_host_memory(cfg: DictConfig) -> bool:
+    """On the CPU, keep the memory each step frees for the next (`keep_host_memory`);
+    return whether this process keeps it."""
+    if cfg.get("keep_host_memory", True) and not trains_on_cuda(cfg.trainer):
+        return keep_freed_memory()
+    return False
+
+
+def last_checkpoint(cfg: DictConfig) -> Path:
+    """Return where this run's last.ckpt lives."""
+    return Path(cfg.paths.output_dir) / CHECKPOINTS / LAST_CHECKPOINT
+
+
+def logger_options(logger_cfg: DictConfig, purge_step: int | None) -> dict[str, Any]:
+    """Return the options a logger gets beyond its config: `purge_step` for the TensorBoard
+    logger of a resumed training run, the global step of the checkpoint it resumes from.
+
+    A killed run may have logged steps after its last checkpoint, which the resumed run logs
+    again; TensorBoard hides the earlier session's events from `purge_step` on, so no step
+    shows twice. Lightning logs at the number of optimizer steps taken (the global step with
+    one optimizer), and the epoch-end metrics of the checkpoint's epoch one step before it.
+    """
+    target = str(logger_cfg.get("_target_", ""))
+    if not target.endswith("TensorBoardLogger") or purge_step is None:
+        return {}
+    return {"purge_step": purge_step}
+
+
+def build_trainer(
+    cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), purge_step: int | None = None
+) -> L.Trainer:
+    """Return the Lightning Trainer with the run's callbacks and loggers (and `extra_callbacks`).
+
+    purge_step: the global step of the checkpoint a training run resumes from (see
+    logger_options), None for a fresh run or one that only evaluates.
+    """
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks += extra_callbacks
+    loggers = [
+        instantiate(c, **logger_options(c, purge_step))
+        for c in (cfg.get("logger") or {}).values()
+        if c
+    ]
+    if not loggers:
+        # It has nowhere to write (Lightning would refuse to start).
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    return instantiate(
+        cfg.trainer,
+        callbacks=[
+            *callbacks,
+            DivergenceGuard(loss_factor=cfg.get("divergence_loss_factor", LOSS_FACTOR)),
+            CheckpointOnInterrupt(last_checkpoint(cfg)),
+        ],
+        logger=loggers or False,
+        precision=precision_for(cfg.trainer),
+        plugins=[AtomicCheckpointIO()],
+    )
