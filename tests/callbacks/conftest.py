@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator, ImageEvent
 from torch import nn
 
 from convnet.callbacks.base import PictureContext
@@ -69,6 +69,22 @@ def fake_trainer(tmp_path: Path, shapes_data: ImageDataModule):
 
 def read_events(folder: Path) -> EventAccumulator:
     """Return TensorBoard's own reader over `folder`, loaded with every event."""
-    events = EventAccumulator(str(folder), size_guidance={"images": 0, "histograms": 0})
+    events = EventAccumulator(
+        str(folder), size_guidance={"images": 0, "histograms": 0, "tensors": 0}
+    )
     events.Reload()
     return events
+
+
+def logged_images(events: EventAccumulator) -> dict[str, list[ImageEvent]]:
+    """Return the pictures `events` holds by tag: image-plugin tensors (width, height, PNG),
+    as convnet writes them, read like the older image values."""
+    found = {}
+    for tag in events.Tags()["tensors"]:
+        if events.SummaryMetadata(tag).plugin_data.plugin_name != "images":
+            continue
+        found[tag] = []
+        for event in events.Tensors(tag):
+            width, height, png = event.tensor_proto.string_val
+            found[tag].append(ImageEvent(event.wall_time, event.step, png, int(width), int(height)))
+    return found

@@ -14,7 +14,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from convnet.benchmarks import VISUAL_CALLBACKS, callbacks_overhead
 from convnet.train import train
 from convnet.visualize import visualize
-from tests.callbacks.conftest import read_events
+from tests.callbacks.conftest import logged_images, read_events
 from tests.compose import TINY_SHAPES, compose_config
 
 pytestmark = pytest.mark.slow
@@ -68,17 +68,17 @@ def test_the_pictures_do_not_change_the_trained_weights(runs) -> None:
 
 def test_tensorboard_reads_back_every_picture_at_its_steps(runs) -> None:
     events = read_events(runs["with"] / "tensorboard")
-    tags = set(events.Tags()["images"])
+    tags = set(logged_images(events))
     misclassified = {tag for tag in tags if tag.startswith(MISCLASSIFIED)}
     assert tags - misclassified == set(IMAGES) and f"{MISCLASSIFIED}1-8" in misclassified
     for tag, steps in IMAGES.items():
-        assert [image.step for image in events.Images(tag)] == steps, tag
+        assert [image.step for image in logged_images(events)[tag]] == steps, tag
     for tag in tags:
         assert events.SummaryMetadata(tag).summary_description, tag
-        image = events.Images(tag)[-1]
+        image = logged_images(events)[tag][-1]
         assert (image.width <= 500 and image.height <= 300) or "filter_response" in tag, tag
     # 32 first-layer filters, strongest first: 8 a row of 36-pixel tiles, 4 rows.
-    first = events.Images("stage1/filters")[0]
+    first = logged_images(events)["stage1/filters"][0]
     assert first.height == 4 * (36 + 3 + 5 + 24 + 6)
 
 

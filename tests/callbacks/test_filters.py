@@ -11,7 +11,7 @@ from PIL import Image
 from convnet.callbacks import FilterImages
 from convnet.callbacks.filters import CELL, choose, filter_picture
 from convnet.callbacks.render import LINE_HEIGHT, MAX_SIZE, text_width
-from tests.callbacks.conftest import read_events
+from tests.callbacks.conftest import logged_images, read_events
 
 GAP, TILE = 6, 36  # labelled_grid's gap; 3x3 kernels at the default tile_size
 ROW = TILE + 3 + 5 + LINE_HEIGHT + GAP  # a tile, its norm bar and its number
@@ -19,7 +19,7 @@ ROW = TILE + 3 + 5 + LINE_HEIGHT + GAP  # a tile, its norm bar and its number
 
 def _logged(tmp_path, tag: str, step: int) -> tuple[np.ndarray, str]:
     events = read_events(tmp_path / "tb")
-    (image,) = [event for event in events.Images(tag) if event.step == step]
+    (image,) = [event for event in logged_images(events)[tag] if event.step == step]
     pixels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
     return pixels, events.SummaryMetadata(tag).summary_description
 

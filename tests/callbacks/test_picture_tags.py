@@ -13,7 +13,7 @@ from convnet.callbacks.base import PictureContext, write_pictures
 from convnet.callbacks.render import MAX_SIZE
 from convnet.callbacks.state import left_as_found
 from convnet.train import build_model
-from tests.callbacks.conftest import read_events
+from tests.callbacks.conftest import logged_images, read_events
 from tests.compose import TINY_SHAPES, compose_config
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def logged(tmp_path_factory):
 @pytest.mark.parametrize("model", MODELS)
 def test_every_image_tag_has_a_description_and_fits_the_card(logged, model) -> None:
     events, _ = logged[model]
-    tags = events.Tags()["images"]
+    tags = logged_images(events)
     assert tags
     for tag in tags:
         metadata = events.SummaryMetadata(tag)
@@ -62,16 +62,16 @@ def test_every_image_tag_has_a_description_and_fits_the_card(logged, model) -> N
         assert metadata.display_name, tag
         assert TAG.match(tag), tag
         if "/filter_response" not in tag:  # see the test below
-            (image,) = events.Images(tag)
+            (image,) = logged_images(events)[tag]
             assert image.width <= MAX_SIZE[0] and image.height <= MAX_SIZE[1], tag
 
 
 @pytest.mark.xfail(reason="filter_response.py draws 394x342 (two rows of tiles and labels)")
 def test_filter_response_fits_the_card(logged) -> None:
     events, _ = logged["small"]
-    for tag in events.Tags()["images"]:
+    for tag in logged_images(events):
         if "/filter_response" in tag:
-            (image,) = events.Images(tag)
+            (image,) = logged_images(events)[tag]
             assert image.width <= MAX_SIZE[0] and image.height <= MAX_SIZE[1], tag
 
 
@@ -79,7 +79,7 @@ def test_filter_response_fits_the_card(logged) -> None:
 def test_one_stage_name_across_picture_kinds(logged, model) -> None:
     events, stages = logged[model]
     kinds: dict[str, set[str]] = {}
-    for tag in events.Tags()["images"]:
+    for tag in logged_images(events):
         stage, kind = tag.split("/")[:2]
         kinds.setdefault(kind, set()).add(stage)
     assert kinds["filters"] - {"stem"} == set(stages)
@@ -87,14 +87,14 @@ def test_one_stage_name_across_picture_kinds(logged, model) -> None:
     assert kinds["filter_response"] <= set(stages)
     assert kinds["gradcam"] == {stages[-1]}
     for kind in ("filters", "feature_maps", "filter_response", "gradcam"):
-        for tag in events.Tags()["images"]:
+        for tag in logged_images(events):
             if f"/{kind}" in tag:
                 module = tag.split("/")[0]
                 assert f"{module} " in events.SummaryMetadata(tag).display_name
 
 
 def test_model_families_share_their_picture_tags(logged) -> None:
-    tags = {model: set(events.Tags()["images"]) for model, (events, _) in logged.items()}
+    tags = {model: set(logged_images(events)) for model, (events, _) in logged.items()}
     shared = set.intersection(*tags.values())
     for kind in ("stage1/filters", "stage1/feature_maps/classes_0-3", "stage2/filter_response"):
         assert kind in shared, kind

@@ -24,6 +24,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.tensor_pb2 import TensorProto
+from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+from tensorboard.compat.proto.types_pb2 import DT_STRING
 from tensorboard.plugins.image.metadata import create_summary_metadata
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
@@ -60,11 +63,21 @@ Pictures = list[Picture]
 
 def picture_summary(picture: Picture) -> Summary:
     """Return the TensorBoard summary of a picture: a PNG under its tag, with its display
-    name and description in the summary metadata."""
-    summary = image_summary(picture.tag, picture.image.detach().float().cpu(), dataformats="CHW")
+    name and description in the summary metadata.
+
+    Written as tf.summary.image writes it (a string tensor of width, height and PNG with
+    the image plugin's metadata): TensorBoard's data server drops the metadata of the
+    older image values SummaryWriter.add_image writes.
+    """
+    image = image_summary(picture.tag, picture.image.detach().float().cpu(), dataformats="CHW")
+    png = image.value[0].image
+    tensor = TensorProto(
+        dtype=DT_STRING,
+        tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=3)]),
+        string_val=[str(png.width).encode(), str(png.height).encode(), png.encoded_image_string],
+    )
     metadata = create_summary_metadata(picture.display_name or picture.tag, picture.description)
-    summary.value[0].metadata.CopyFrom(metadata)
-    return summary
+    return Summary(value=[Summary.Value(tag=picture.tag, metadata=metadata, tensor=tensor)])
 
 
 def write_pictures(writers: Sequence[SummaryWriter], pictures: Pictures, step: int) -> None:
