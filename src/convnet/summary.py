@@ -8,7 +8,7 @@ figures); a multiply-accumulate is two floating-point operations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -137,8 +137,47 @@ def _pair_text(pair: Sequence[int]) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
-def summary_table(summary: NetworkSummary, title: str | None = None) -> Table:
-    """Return the summary as a rich table, with a totals row and the FLOPs in the caption."""
+@dataclass(frozen=True)
+class StageColumns:
+    """What the table says of one stage, on the row of its output: its name, and its filter
+    health (convnet.callbacks.health) when measured: the share of its channels never
+    active on the fixed validation images and std / mean of its first conv's filter norms."""
+
+    stage: str
+    dead: float | None = None
+    norm_spread: float | None = None
+
+
+def stage_rows(
+    rows: Sequence[LayerRow], outputs: Mapping[str, StageColumns]
+) -> dict[str, StageColumns]:
+    """Return {row name: StageColumns} for the stage outputs `outputs` (by module name): the
+    last row that is the output module, inside it, or the group holding it."""
+    found = {}
+    for module, columns in outputs.items():
+        matching = [
+            row.name for row in rows if _holds(row.name, module) or _holds(module, row.name)
+        ]
+        if matching:
+            found[matching[-1]] = columns
+    return found
+
+
+def _holds(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(f"{outer}.")
+
+
+def summary_table(
+    summary: NetworkSummary,
+    title: str | None = None,
+    stages: Mapping[str, StageColumns] | None = None,
+) -> Table:
+    """Return the summary as a rich table, with a totals row and the FLOPs in the caption.
+
+    stages: {stage output module: StageColumns}; adds the columns stage, dead (the share of
+        channels never active on the fixed validation images) and norm spread, on each
+        stage's last row.
+    """
     shape = "x".join(map(str, summary.input_shape))
     table = Table(
         title=title,
@@ -155,8 +194,13 @@ def summary_table(summary: NetworkSummary, title: str | None = None) -> Table:
     table.add_column("receptive field", justify="right")
     table.add_column("jump", justify="right")
     table.add_column("MACs", justify="right")
+    by_row = stage_rows(summary.rows, stages or {})
+    if stages:
+        table.add_column("stage")
+        table.add_column("dead", justify="right")
+        table.add_column("norm spread", justify="right")
     for row in summary.rows:
-        table.add_row(
+        cells = [
             row.name,
             row.kind,
             "x".join(map(str, row.output_shape)),
@@ -164,11 +208,23 @@ def summary_table(summary: NetworkSummary, title: str | None = None) -> Table:
             _pair_text(row.field.size),
             _pair_text(row.field.jump),
             _human(row.macs) if row.macs else "",
-        )
+        ]
+        if stages:
+            cells += _stage_cells(by_row.get(row.name))
+        table.add_row(*cells)
     table.add_section()
-    table.add_row("total", "", "", f"{summary.parameters:,}", "", "", _human(summary.macs))
-    table.add_row("FLOPs = 2 x MACs", "", "", "", "", "", _human(summary.flops))
+    extra = ["", "", ""] if stages else []
+    table.add_row("total", "", "", f"{summary.parameters:,}", "", "", _human(summary.macs), *extra)
+    table.add_row("FLOPs = 2 x MACs", "", "", "", "", "", _human(summary.flops), *extra)
     return table
+
+
+def _stage_cells(columns: StageColumns | None) -> list[str]:
+    if columns is None:
+        return ["", "", ""]
+    dead = "" if columns.dead is None else f"{100 * columns.dead:.0f}%"
+    spread = "" if columns.norm_spread is None else f"{columns.norm_spread:.3f}"
+    return [columns.stage, dead, spread]
 
 
 def draw(table: Table, console: Console | None = None) -> None:

@@ -94,7 +94,7 @@ def test_a_dead_channel_is_labelled_dead_and_a_live_one_with_its_figures() -> No
     output[0, 1] = 2.0  # channel 1 fires on image 0 only; channel 0 never does
     activity = real_activity(output - 1, output, top_k=1)
     assert "DEAD" in tile_label(0, 0.0, activity)
-    assert tile_label(1, 5.0, activity) == "ch 1\nreached 5\nval mean 0.667"
+    assert tile_label(1, 5.0, activity) == "ch 1\n5 vs 0.67"
     assert activity.favourite[1] == 0
     assert activity.ranking.tolist() == [1, 0]
 

@@ -62,3 +62,26 @@ def test_the_scalars_of_every_stage_are_logged_at_the_start_and_each_epoch(
         assert [v.step for v in values] == [0, 7], tag
         assert all(v.value >= 0 for v in values), tag
     assert small_vgg.training  # measured in eval mode, left in train mode
+
+
+def test_the_layer_table_shows_each_stage_and_its_health_on_its_output_row(
+    small_vgg, fake_trainer
+) -> None:
+    from rich.console import Console
+
+    from convnet.callbacks.model_summary import stage_columns
+    from convnet.summary import summarize, summary_table
+
+    with torch.no_grad():
+        small_vgg.features[3].weight.zero_()
+        small_vgg.features[3].bias.fill_(-1.0)
+    trainer, _ = fake_trainer(small_vgg)
+    columns = stage_columns(small_vgg, trainer, "cpu")
+    table = summary_table(summarize(small_vgg, 3, 32, max_depth=2), stages=columns)
+    console = Console(width=200, record=True)
+    console.print(table)
+    lines = [line for line in console.export_text().splitlines() if line.count("│") > 2]
+    rows = {line.split("│")[1].strip(): line for line in lines}
+    assert "stage2" in rows["features.4"] and "100%" in rows["features.4"]
+    assert "stage1" in rows["features.1"] and "stage3" in rows["features.7"]
+    assert "stage" not in rows["features.3"]

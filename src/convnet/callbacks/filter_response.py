@@ -26,7 +26,7 @@ from torchvision.transforms.v2.functional import gaussian_blur
 
 from convnet.callbacks.base import Picture, PictureCallback, PictureContext, Pictures
 from convnet.callbacks.layers import named_modules
-from convnet.callbacks.render import as_rgb, image_grid, label_tiles, resize
+from convnet.callbacks.render import as_rgb, labelled_grid, resize
 from convnet.callbacks.samples import input_range, pixels_of
 from convnet.callbacks.tags import picture_tag
 from convnet.checks import positive_int
@@ -191,10 +191,11 @@ class Response:
 
 
 def tile_label(channel: int, reached: float, activity: RealActivity) -> str:
-    """Return a tile's label: the channel, the activation reached and its real mean."""
+    """Return a tile's label: the channel, then the mean output reached "vs" the channel's
+    mean on the validation images, or DEAD when it never fires on them."""
     if not activity.alive[channel]:
-        return f"ch {channel} DEAD\nnever fires on\nval images"
-    return f"ch {channel}\nreached {reached:.3g}\nval mean {activity.means[channel]:.3g}"
+        return f"ch {channel}\nDEAD"
+    return f"ch {channel}\n{reached:.2g} vs {activity.means[channel]:.2g}"
 
 
 def filter_response_image(
@@ -204,11 +205,11 @@ def filter_response_image(
     activity: RealActivity,
     tile_size: int = 96,
 ) -> Tensor:
-    """Return a (3, H, W) grid of optimised inputs `pixels` (F, c, H, W) in [0, 1], one per
-    channel, each labelled with the mean output it reached and the channel's real mean."""
+    """Return a (3, H, W) grid of optimised inputs `pixels` (F, c, H, W) in [0, 1], four a
+    row, each labelled as `tile_label` says."""
     tiles = as_rgb(resize(pixels.float().cpu(), tile_size))
     labels = [tile_label(c, r, activity) for c, r in zip(channels, reached.tolist(), strict=True)]
-    return image_grid(label_tiles(tiles, labels), nrow=4, scale=None)
+    return labelled_grid(tiles, labels, columns=4)
 
 
 def description(layer: str, module: str, steps: int, count: int) -> str:
@@ -219,9 +220,10 @@ def description(layer: str, module: str, steps: int, count: int) -> str:
         f"pre-activation (the signal before the stage's activation, which has a gradient where "
         f"the ReLU is zero), {steps} steps from the validation image that excites it most, with "
         "jitter, decay and blur, kept within the range of real images; shown as an image, the "
-        "data's normalisation undone. 'reached' is the channel's mean output for that input, "
-        "'val mean' its mean over the fixed validation images: reached is never below the best "
-        "real image. DEAD: the channel's output is zero on every fixed validation image."
+        "data's normalisation undone. Under each tile: the channel, then 'A vs B': A the "
+        "channel's mean output for that input, B its mean over the fixed validation images "
+        "(A is never below the best real image's). DEAD: the channel's output is zero on every "
+        "fixed validation image."
     )
 
 

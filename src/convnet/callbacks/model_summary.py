@@ -9,7 +9,10 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelSummary
 from torch import nn
 
-from convnet.summary import draw, summarize, summary_table
+from convnet.callbacks.base import PictureContext
+from convnet.callbacks.health import stage_health
+from convnet.callbacks.state import left_as_found
+from convnet.summary import StageColumns, draw, summarize, summary_table
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,29 @@ def _input_size(model: nn.Module, trainer: L.Trainer) -> tuple[int, int | Sequen
     return None
 
 
+def stage_columns(
+    network: nn.Module, trainer: L.Trainer, device: object, per_class: int = 10
+) -> dict[str, StageColumns]:
+    """Return {stage output module: StageColumns} with each stage's filter health on the
+    fixed validation images (`per_class` per class); {} for a network with no declared
+    stages when there is no datamodule to trace it with, names alone without images."""
+    datamodule = getattr(trainer, "datamodule", None)
+    context = PictureContext(network, datamodule, device)
+    try:
+        found = context.stages()
+    except (AttributeError, ValueError) as error:
+        log.debug("LayerSummary: no stages (%s)", error)
+        return {}
+    try:
+        samples = context.samples(per_class, seed=0)
+    except (AttributeError, ValueError) as error:
+        log.debug("LayerSummary: no filter health (%s)", error)
+        return {stage.output: StageColumns(stage.name) for stage in found}
+    with left_as_found(network):
+        healths = stage_health(context, samples.inputs)
+    return {h.stage.output: StageColumns(h.stage.name, h.dead, h.norm_spread) for h in healths}
+
+
 class LayerSummary(ModelSummary):
     """Draw convnet's layer table when fitting starts, on the global-zero process only.
 
@@ -31,7 +57,8 @@ class LayerSummary(ModelSummary):
     max_depth: -1 gives a row per layer call, n > 0 one row per module at depth n
         (`layer1.0` is depth 2), 0 turns the table off. The input size comes from the
     network's `in_channels` and `image_size` (every convnet model has them), else from the
-    datamodule's.
+    datamodule's. Each stage's last row names the stage and its filter health at the start
+    (see convnet.callbacks.health; FilterHealth logs it over training).
     """
 
     def __init__(self, max_depth: int = -1) -> None:
@@ -50,7 +77,8 @@ class LayerSummary(ModelSummary):
             return
         in_channels, image_size = size
         summary = summarize(network, in_channels, image_size, max_depth=self._max_depth)
-        draw(summary_table(summary, title=type(network).__name__))
+        stages = stage_columns(network, trainer, getattr(pl_module, "device", "cpu"))
+        draw(summary_table(summary, title=type(network).__name__, stages=stages))
         log.info(
             "%s: %s parameters, %s MACs (%s FLOPs) per image",
             type(network).__name__,
