@@ -4,30 +4,7 @@ python scripts/sweep_summary.py outputs/train/multiruns/<date>_<time>
 python scripts/sweep_summary.py            # the newest sweep under outputs/train/multiruns
 """
 
-import argparse
-import logging
-from pathlib import Path
-
-from convnet.errors import one_line_errors
-from convnet.sweeps.report import write_report
-from convnet.sweeps.summary import newest_sweep
-
-SWEEPS = Path("outputs/train/multiruns")
-
-
-@one_line_errors()
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "sweep_dir",
-        nargs="?",
-        type=Path,
-        help=f"the sweep's folder (default: the newest under {SWEEPS})",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    write_report(args.sweep_dir or newest_sweep(SWEEPS))
-
+from convnet.cli.sweep_summary import main
 
 if __name__ == "__main__":
     main()

@@ -2,24 +2,30 @@
 
 Every composition outside a running Hydra app goes through `compose_config` (the benchmark,
 scripts/summary.py, the tests), and the sweep check composes its jobs through
-`compose_in_running_hydra`; CONFIG_DIR is the one place that says where the configs are.
+`compose_in_running_hydra`; CONFIG_PACKAGE is the one place that says where the configs are:
+the package convnet.configs, which pyproject.toml maps onto the repository's top-level
+configs/ folder, in a wheel as in a checkout (`pip install -e .`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from convnet.runs import register_resolvers
 
-# convnet's own configs: the top-level configs/ folder beside src/ (what scripts/*.py name
-# as config_path="../configs").
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# convnet's own configs, as a package (found by import, so from wherever convnet is
+# installed), as Hydra's search path entry (`@hydra.main(config_path=CONFIG_PATH)`) and as a
+# folder on disk (a wheel's files, or the checkout's configs/ in an editable install).
+CONFIG_PACKAGE = "convnet.configs"
+CONFIG_PATH = f"pkg://{CONFIG_PACKAGE}"
+CONFIG_DIR = Path(str(files(CONFIG_PACKAGE)))
 # The Hydra defaults the scripts' @hydra.main asks for.
 VERSION_BASE = "1.3"
 
@@ -28,7 +34,7 @@ def compose_config(
     config_name: str = "train", overrides: Sequence[str] = (), output_dir: Path | None = None
 ) -> DictConfig:
     """Return the config `scripts/<config_name>.py <overrides>` would run with, Hydra's node
-    included, composed from CONFIG_DIR.
+    included, composed from convnet's configs.
 
     output_dir: the run folder (made here): the config then reads as it does inside that
         run (hydra.runtime.output_dir, paths.output_dir, `${hydra:...}` interpolations).
@@ -40,7 +46,7 @@ def compose_config(
         overrides = [f"hydra.run.dir={output_dir}", *overrides]
     # A previous composition in this process (a test, a benchmark arm) leaves Hydra set up.
     GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base=VERSION_BASE, config_dir=str(CONFIG_DIR)):
+    with initialize_config_module(version_base=VERSION_BASE, config_module=CONFIG_PACKAGE):
         cfg = compose_in_running_hydra(config_name, overrides)
     if output_dir is not None:
         _as_in_run(cfg, output_dir)

@@ -11,7 +11,6 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from convnet import checks
@@ -70,7 +69,11 @@ def validate(cfg: DictConfig) -> None:
 
 def _device_problems(cfg: DictConfig) -> list[str]:
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if accelerator not in ("gpu", "cuda"):
+        return []
+    import torch  # only for a GPU run: the check of the rest needs no torch (seconds)
+
+    if not torch.cuda.is_available():
         built = torch.version.cuda or "no CUDA"
         return [
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible (torch built with "

@@ -19,9 +19,13 @@ from collections.abc import Iterator
 from hydra.errors import HydraException, InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
-from convnet.guards import DivergenceError
-
 log = logging.getLogger(__name__)
+
+
+class DivergenceError(RuntimeError):
+    """The loss, a weight or a buffer became NaN or infinite, or the loss blew up far beyond a
+    guess's (raised by convnet.guards; defined here so that entry points need no torch)."""
+
 
 # What a user's mistake raises: convnet's own errors (ConfigError, CheckpointError...) are
 # ValueErrors, missing files and full disks OSErrors; Hydra's and OmegaConf's are about the

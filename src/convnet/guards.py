@@ -16,16 +16,13 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from convnet.errors import DivergenceError
+
 log = logging.getLogger(__name__)
 
 
 # A run has diverged when its loss exceeds this many times a uniform guess's.
 LOSS_FACTOR = 20.0
-
-
-class DivergenceError(RuntimeError):
-    """The loss, a weight or a buffer became NaN or infinite, or the loss blew up far beyond a
-    guess's."""
 
 
 def first_non_finite(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:

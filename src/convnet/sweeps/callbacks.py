@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 
 from convnet.sweeps.check import SweepConfigError, check_sweep, is_optuna
 from convnet.sweeps.optuna_study import register_sweep_resolvers, resume_study
-from convnet.sweeps.report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -45,4 +44,8 @@ class SweepCallback(Callback):
             resume_study(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # Imported here, as the sweep ends: Hydra builds this callback for every command,
+        # whose --cfg job or config mistake should answer without importing Lightning.
+        from convnet.sweeps.report import write_report
+
         write_report(config.hydra.sweep.dir)

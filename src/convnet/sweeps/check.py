@@ -9,6 +9,8 @@ module, the model and the optimizer, which is where a bad key or value shows up.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -17,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from convnet.compose import compose_in_running_hydra
 from convnet.config import ConfigError, validate
-from convnet.train import build_model
 
 # A grid's jobs beyond this many are only checked by Hydra as they are launched.
 MAX_CHECKED_JOBS = 64
@@ -27,8 +28,18 @@ OPTUNA_SAMPLES = 4
 MAX_PROBLEMS = 5
 
 
+# The Optuna sweeper releases whose internal `create_params_from_overrides` the check calls
+# (convnet[sweeps] installs one of them). It returns (distributions, fixed params) in these.
+SWEEPER = "hydra-optuna-sweeper"
+SWEEPER_RELEASES = ">=1.2,<1.4"
+
+
 class SweepConfigError(ConfigError):
     """A sweep whose jobs cannot run; raised before any job starts."""
+
+
+class SweeperChangedError(SweepConfigError):
+    """The installed Optuna sweeper's internals are not those the check was written for."""
 
 
 def is_optuna(cfg: DictConfig) -> bool:
@@ -53,9 +64,8 @@ def optuna_jobs(cfg: DictConfig, arguments: Sequence[str], samples: int) -> list
     """Return the overrides of `samples` trials drawn at random from the Optuna search space,
     built as the Optuna sweeper builds them (custom search space included)."""
     import optuna
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
-    distributions, fixed = create_params_from_overrides(list(arguments))
+    distributions, fixed = search_space(arguments)
     distributions = {k: v for k, v in distributions.items() if k not in fixed}
     custom = OmegaConf.select(cfg, "hydra.sweeper.custom_search_space")
     extend = instantiate({"_target_": custom, "_partial_": True}) if custom else None
@@ -75,9 +85,49 @@ def optuna_jobs(cfg: DictConfig, arguments: Sequence[str], samples: int) -> list
     return jobs
 
 
+def search_space(arguments: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the Optuna distributions and the fixed values of a sweep's overrides, built by
+    the sweeper's own parser; raise SweeperChangedError when the installed sweeper's parser is
+    not the one the check knows (a later release), instead of checking the sweep wrongly."""
+    import optuna
+
+    try:
+        from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+    except ImportError as error:
+        raise _changed(
+            f"its module no longer has create_params_from_overrides ({error})"
+        ) from error
+    built = create_params_from_overrides(list(arguments))
+    if not (
+        isinstance(built, tuple)
+        and len(built) == 2
+        and all(isinstance(part, dict) for part in built)
+        and all(isinstance(d, optuna.distributions.BaseDistribution) for d in built[0].values())
+    ):
+        shape = f"a {len(built)}-tuple" if isinstance(built, tuple) else type(built).__name__
+        raise _changed(
+            f"create_params_from_overrides returned {shape}, not (distributions, fixed values)"
+        )
+    return built
+
+
+def _changed(what: str) -> SweeperChangedError:
+    try:
+        installed = version(SWEEPER)
+    except PackageNotFoundError:
+        installed = "unknown"
+    return SweeperChangedError(
+        f"{SWEEPER}=={installed} is not a release convnet's sweep check knows: {what}. "
+        f"Nothing was launched. Install the releases convnet is tested with: "
+        f"pip install '{SWEEPER}{SWEEPER_RELEASES}' (what convnet[sweeps] installs)."
+    )
+
+
 def check_job(config_name: str, overrides: Sequence[str]) -> None:
     """Compose one job's config and build its data module, model and optimizer; raise
     whatever they raise."""
+    from convnet.train import build_model  # torch: only once a sweep is being checked
+
     cfg = compose_in_running_hydra(config_name, overrides)
     validate(cfg)
     instantiate(cfg.data)

@@ -1,0 +1,15 @@
+"""Evaluate a checkpoint on val and test: `convnet eval ckpt_path=<run>/checkpoints/last.ckpt`."""
+
+from omegaconf import DictConfig
+
+from convnet.cli.app import hydra_command
+from convnet.errors import one_line_errors
+
+
+@hydra_command("eval")
+def main(cfg: DictConfig) -> None:
+    """Evaluate a checkpoint on val and test (configs/eval.yaml)."""
+    with one_line_errors():
+        from convnet.evaluate import evaluate
+
+        evaluate(cfg)

@@ -1,0 +1,31 @@
+"""Train a classifier: `convnet train model=vgg16 data=cifar10` (or `python scripts/train.py`)."""
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from convnet.cli.app import hydra_command
+from convnet.config import validate
+from convnet.console import config_tree, show
+from convnet.errors import one_line_errors
+
+
+@hydra_command("train")
+def main(cfg: DictConfig) -> float | None:
+    """Train (and test) a classifier; return the metric a sweeper optimizes."""
+    # A user's mistake (config, checkpoint, data, disk) is shown as one line.
+    with one_line_errors():
+        show(config_tree(cfg))
+        # A bad value fails here, before torch and Lightning are imported (seconds).
+        validate(cfg)
+        from convnet.sweeps.results import JobRecorder
+        from convnet.train import resume_checkpoint, train
+
+        resume = None
+        if HydraConfig.get().mode == RunMode.RUN:
+            # A checkpoint that cannot be resumed fails before result.json is written over.
+            resume = resume_checkpoint(cfg)
+        # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is recorded
+        # and returns NaN instead of stopping the sweep.
+        recorder = JobRecorder.for_run(cfg)
+        return recorder.run(lambda: train(cfg, callbacks=[recorder], resume=resume))

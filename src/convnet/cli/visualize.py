@@ -1,0 +1,15 @@
+"""Write a checkpoint's TensorBoard pictures as PNG files: `convnet visualize ckpt_path=...`."""
+
+from omegaconf import DictConfig
+
+from convnet.cli.app import hydra_command
+from convnet.errors import one_line_errors
+
+
+@hydra_command("visualize")
+def main(cfg: DictConfig) -> None:
+    """Write a checkpoint's TensorBoard pictures as PNG files (configs/visualize.yaml)."""
+    with one_line_errors():
+        from convnet.visualize import visualize
+
+        visualize(cfg)
