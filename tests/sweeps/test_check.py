@@ -86,6 +86,25 @@ def test_the_optuna_search_space_is_checked_by_drawing_trials(tmp_path: Path) ->
         _check(cfg)
 
 
+def test_an_optuna_sweeper_whose_parser_changed_stops_the_multirun_naming_the_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hydra_plugins.hydra_optuna_sweeper import _impl
+
+    parse = _impl.create_params_from_overrides
+    # hydra-optuna-sweeper 1.4.0rc3 returns (distributions, fixed, fixed overrides).
+    monkeypatch.setattr(_impl, "create_params_from_overrides", lambda a: (*parse(a), []))
+    cfg = _sweep(tmp_path, [], ("hparams_search=optuna",))
+    with (
+        initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)),
+        pytest.raises(SystemExit),
+    ):
+        SweepCallback().on_multirun_start(cfg)
+    assert "create_params_from_overrides returned a 3-tuple" in caplog.text
+    assert "pip install 'hydra-optuna-sweeper>=1.2,<1.4'" in caplog.text
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_each_optimizer_draws_its_rates_from_its_own_range(tmp_path: Path) -> None:
     import optuna
     from optuna.distributions import CategoricalDistribution
