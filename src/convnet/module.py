@@ -22,6 +22,8 @@ SchedulerFactory = Callable[..., LRScheduler]
 
 # Checkpoint key holding the resolved run config, so a checkpoint alone rebuilds its model.
 CONFIG_KEY = "convnet_config"
+# Checkpoint key holding the data's class names in label order, so predictions are named.
+CLASSES_KEY = "convnet_classes"
 RNG_KEY = "convnet_rng_states"
 
 
@@ -194,6 +196,9 @@ class ImageClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.config is not None:
             checkpoint[CONFIG_KEY] = self.config
+        classes = getattr(self.trainer.datamodule, "classes", None)
+        if classes is not None:
+            checkpoint[CLASSES_KEY] = [str(name) for name in classes]
         # The global RNG drives dropout and similar layers: a resumed run continues it.
         checkpoint[RNG_KEY] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():

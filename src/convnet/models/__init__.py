@@ -15,6 +15,7 @@ from convnet.models.resnet_blocks import (
 from convnet.models.shape_check import check_image_size, check_network, smallest_image_size
 from convnet.models.stages import StageInfo, infer_stages
 from convnet.models.vgg import VGG
+from convnet.models.zoo import create_model, model_names
 
 __all__ = [
     "VGG",
@@ -33,7 +34,9 @@ __all__ = [
     "check_network",
     "conv_block",
     "conv_layer",
+    "create_model",
     "infer_stages",
+    "model_names",
     "pool_layer",
     "smallest_image_size",
 ]

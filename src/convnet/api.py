@@ -1,0 +1,106 @@
+"""convnet from Python (a notebook, another program): train from overrides, build a zoo
+network by name, load a trained one ready to classify images.
+
+    from convnet.api import create_model, load, train
+
+    result = train(["model=resnet20", "data=digits", "trainer.max_epochs=5"])
+    result.metrics["val/acc"], result.run_dir           # the run's folder under outputs/
+    model = load(result.last_checkpoint)                # network, class names, eval transform
+    model.probabilities([model.transform.read("seven.png")])
+    network = create_model("vgg11_bn", num_classes=100)
+
+The overrides are those of `python scripts/train.py` (the same configs, the same run
+folders): a notebook's run and a command's run are the same run.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from convnet import train as training
+from convnet.compose import compose_config
+from convnet.export import load_export
+from convnet.inference import EvalTransform, LoadedModel, load_checkpoint_model
+from convnet.models.zoo import create_model, model_names
+from convnet.runs import CHECKPOINTS, LAST_CHECKPOINT, fresh_run_dir
+
+__all__ = [
+    "EvalTransform",
+    "LoadedModel",
+    "TrainResult",
+    "compose_run",
+    "create_model",
+    "load",
+    "model_names",
+    "train",
+]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run gives back: its final metrics by name and its folder."""
+
+    metrics: dict[str, float]
+    run_dir: Path
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """Return the run's checkpoints/last.ckpt (written each epoch)."""
+        return self.run_dir / CHECKPOINTS / LAST_CHECKPOINT
+
+
+def compose_run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> DictConfig:
+    """Return the train config `python scripts/train.py <overrides>` runs, in run folder
+    `run_dir` (made here; default: a fresh one under outputs/train/runs, as the script's)."""
+    overrides = list(overrides)
+    folder = Path(run_dir) if run_dir is not None else _fresh_run_folder(overrides)
+    return compose_config("train", overrides, output_dir=folder.absolute())
+
+
+def train(
+    overrides: Sequence[str] | DictConfig = (), run_dir: str | Path | None = None
+) -> TrainResult:
+    """Train (and test) the run the overrides describe (see compose_run), or a config
+    compose_run made; return its metrics and its folder."""
+    cfg = overrides if isinstance(overrides, DictConfig) else compose_run(overrides, run_dir)
+    metrics = training.train(cfg)
+    return TrainResult(metrics, Path(cfg.paths.output_dir))
+
+
+def load(
+    path: str | Path, data: DictConfig | dict | None = None, device: str = "auto"
+) -> LoadedModel:
+    """Return the network of a convnet checkpoint (.ckpt) or a safetensors export's
+    model.json, in eval mode on `device` ("auto": CUDA when there, else the CPU), with its
+    class names and the eval transform its data config describes.
+
+    data: `data.*` keys merged into a checkpoint's stored data config (e.g. a moved image
+    folder's `{"source": {"root": ...}}`, for its class names).
+    """
+    if str(path).endswith(".json"):
+        return load_export(path, device=device)
+    overrides = DictConfig(data) if isinstance(data, dict) else data
+    return load_checkpoint_model(path, overrides, device=device)
+
+
+def _fresh_run_folder(overrides: list[str]) -> Path:
+    """Return a new folder under <paths.log_dir>/train/runs, made (claimed) here: named by
+    the second, with _1, _2... for runs started in the same second, as scripts/train.py's."""
+    cfg = compose_config("train", overrides)
+    # paths.root_dir reads Hydra's runtime.cwd, as it does in a run Hydra starts.
+    HydraConfig().set_config(cfg)
+    runs = Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = fresh_run_dir(runs, now=datetime.datetime.now())
+        try:
+            folder.mkdir()
+        except FileExistsError:  # another run took that name first
+            continue
+        return folder
