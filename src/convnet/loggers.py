@@ -15,6 +15,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 
 MAX_NAME = 200  # characters of a folder name: file systems allow 255 bytes
@@ -33,8 +35,9 @@ def sweep_run_name(overrides: str) -> str:
 class TensorBoardLogger(LightningTensorBoardLogger):
     """Lightning's TensorBoardLogger, whose version folder in a sweep job is its overrides.
 
-    mode: Hydra's run mode (`${hydra:mode}`); in MULTIRUN `version` is replaced by
-        `sweep_run_name(overrides)`, unless the job has no overrides.
+    sweep: whether this is a sweep job; None asks Hydra (its run mode is MULTIRUN). In a
+        sweep job `version` is replaced by `sweep_run_name(overrides)`, unless the job has
+        no overrides.
     overrides: the job's overrides as Hydra joins them (`${hydra:job.override_dirname}`).
     Other arguments as Lightning's.
     """
@@ -44,10 +47,14 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         save_dir: str | Path,
         name: str = "tensorboard",
         version: str | int | None = "",
-        mode: Any = None,
         overrides: str = "",
+        sweep: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        if str(mode).endswith("MULTIRUN") and overrides:
+        if sweep is None:
+            # Read here, not passed in the config: the run config is stored in checkpoints,
+            # which hold plain data only (Hydra's RunMode is an enum).
+            sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if sweep and overrides:
             version = sweep_run_name(overrides)
         super().__init__(save_dir, name=name, version=version, **kwargs)

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-from hydra.types import RunMode
 from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -12,11 +11,11 @@ from tests.sweeps.conftest import TINY_DIGITS
 
 
 def test_a_sweep_job_logs_into_a_folder_named_by_its_overrides(tmp_path: Path) -> None:
-    job = TensorBoardLogger(tmp_path, mode=RunMode.MULTIRUN, overrides="model=resnet20,seed=1")
+    job = TensorBoardLogger(tmp_path, overrides="model=resnet20,seed=1", sweep=True)
     assert Path(job.log_dir) == tmp_path / "tensorboard" / "model=resnet20,seed=1"
-    single = TensorBoardLogger(tmp_path, mode=RunMode.RUN, overrides="model=resnet20")
+    single = TensorBoardLogger(tmp_path, overrides="model=resnet20", sweep=False)
     assert Path(single.log_dir) == tmp_path / "tensorboard"  # a resume appends here
-    plain = TensorBoardLogger(tmp_path, mode=RunMode.MULTIRUN, overrides="")
+    plain = TensorBoardLogger(tmp_path, overrides="", sweep=True)
     assert Path(plain.log_dir) == tmp_path / "tensorboard"
 
 
