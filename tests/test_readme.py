@@ -104,3 +104,38 @@ def test_readme_commands_that_write_nothing_run_as_written(command: str) -> None
     assert words[0] == "python"
     output = _run(words[1:], REPO)
     assert "Traceback" not in output
+
+
+# The README's `convnet ...` commands, and the config of its own-folder example.
+CONVNET_COMMANDS = [line.strip() for line in README.splitlines() if line.startswith("    convnet ")]
+OWN_MODEL = "# mine/model/tiny.yaml"
+
+
+def test_the_convnet_commands_in_the_readme_name_subcommands_and_compose(tmp_path: Path) -> None:
+    from convnet.cli import COMMANDS as SUBCOMMANDS
+
+    assert len(CONVNET_COMMANDS) >= 4
+    for command in CONVNET_COMMANDS:
+        words = shlex.split(command)
+        if words[1:2] == ["--help"]:
+            continue
+        assert words[1] in SUBCOMMANDS, command
+        if words[1] == "train" and "--config-dir" not in words:
+            _check_composes([w for w in words[2:] if not w.startswith("-")], tmp_path)
+
+
+def test_the_readmes_help_and_own_config_folder_commands_run_as_written(tmp_path: Path) -> None:
+    # The model file as the README shows it, where its command looks for it.
+    block = README.split(f"    {OWN_MODEL}\n", 1)[1].split("\n\n", 1)[0]
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    (tmp_path / "mine" / "model" / "tiny.yaml").write_text(
+        "\n".join(line.removeprefix("    ") for line in block.splitlines()) + "\n"
+    )
+    for command in CONVNET_COMMANDS:
+        words = shlex.split(command)
+        if "--help" in words or "--cfg" in words:
+            output = _run(["-m", "convnet", *words[1:]], tmp_path)
+            assert "Traceback" not in output
+            if "--config-dir" in words:
+                assert "layers:\n  - 16\n  - M\n  - 32\n  - M\n" in output
+    assert not (tmp_path / "outputs").exists()

@@ -3,6 +3,7 @@
 from omegaconf import DictConfig
 
 from convnet.cli.app import hydra_command
+from convnet.cli.quiet import lightning_logs_once
 from convnet.errors import one_line_errors
 
 
@@ -11,5 +12,7 @@ def main(cfg: DictConfig) -> None:
     """Evaluate a checkpoint on val and test (configs/eval.yaml)."""
     with one_line_errors():
         from convnet.evaluate import evaluate
+
+        lightning_logs_once()
 
         evaluate(cfg)

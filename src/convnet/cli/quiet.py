@@ -25,6 +25,19 @@ def _not_a_tip(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith(TIP)
 
 
+def lightning_logs_once() -> None:
+    """Leave Lightning's messages to the handlers already there (Hydra's console and the run's
+    log file). Imported after those exist, as the commands import it, Lightning's root package
+    adds a console handler of its own beside them, and every one of its lines would show twice;
+    imported before, its subpackages keep their lines from the run's log."""
+    if not logging.getLogger().handlers:
+        return
+    lightning = logging.getLogger("lightning")
+    for handler in list(lightning.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning.removeHandler(handler)
+
+
 def quiet_third_party() -> None:
     """Hide Lightning's LeafSpec deprecation warning and its litlogger/litmodels tips, unless
     Python's warning options were given."""

@@ -5,6 +5,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from convnet.cli.app import hydra_command
+from convnet.cli.quiet import lightning_logs_once
 from convnet.config import validate
 from convnet.console import config_tree, show
 from convnet.errors import one_line_errors
@@ -20,6 +21,8 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
         from convnet.sweeps.results import JobRecorder
         from convnet.train import resume_checkpoint, train
+
+        lightning_logs_once()
 
         resume = None
         if HydraConfig.get().mode == RunMode.RUN:

@@ -3,6 +3,7 @@
 from omegaconf import DictConfig
 
 from convnet.cli.app import hydra_command
+from convnet.cli.quiet import lightning_logs_once
 from convnet.errors import one_line_errors
 
 
@@ -11,5 +12,7 @@ def main(cfg: DictConfig) -> None:
     """Write a checkpoint's TensorBoard pictures as PNG files (configs/visualize.yaml)."""
     with one_line_errors():
         from convnet.visualize import visualize
+
+        lightning_logs_once()
 
         visualize(cfg)
