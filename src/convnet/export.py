@@ -73,14 +73,16 @@ class ExportResult:
 
 def export(cfg: DictConfig) -> ExportResult:
     """Write `cfg.ckpt_path`'s network as `cfg.format` into `cfg.output_dir`, checked."""
-    writer = choose(
-        {"onnx": _export_onnx, "safetensors": _export_safetensors}, "format", cfg.format
-    )
+    choose(dict.fromkeys(FORMATS), "format", cfg.format)
     loaded = load_checkpoint_model(cfg.ckpt_path, cfg.get("data"), device="cpu")
     inputs = check_inputs(loaded, non_negative_int(cfg.check_images, "check_images"))
     folder = Path(cfg.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    result = writer(loaded, folder, inputs, cfg)
+    if cfg.format == "onnx":
+        tolerance = positive_number(cfg.tolerance, "tolerance")
+        result = export_onnx(loaded, folder, inputs, tolerance, cfg.get("opset"))
+    else:
+        result = export_safetensors(loaded, folder, inputs)
     table = Table(title=f"{cfg.format} export: logits against the checkpoint's network")
     for column in ("inputs", "images", "max abs diff of logits"):
         table.add_column(column, justify="left" if column == "inputs" else "right")
@@ -114,9 +116,16 @@ def check_inputs(loaded: LoadedModel, val_images: int) -> dict[str, Tensor]:
     return inputs
 
 
-def _export_onnx(
-    loaded: LoadedModel, folder: Path, inputs: dict[str, Tensor], cfg: DictConfig
+def export_onnx(
+    loaded: LoadedModel,
+    folder: Path,
+    inputs: dict[str, Tensor],
+    tolerance: float = 1e-4,
+    opset: int | None = None,
 ) -> ExportResult:
+    """Write `loaded`'s network as <folder>/model.onnx (input `images`, output `logits`,
+    any batch size); return it with ONNX Runtime's largest |logit difference| from
+    PyTorch's on each of `inputs`. Raises ExportError above `tolerance`."""
     onnxruntime = optional_module("onnxruntime", "checking an ONNX export")
     for needed in ("onnx", "onnxscript"):
         optional_module(needed, "ONNX export (torch.onnx's exporter)")
@@ -133,12 +142,11 @@ def _export_onnx(
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            opset_version=cfg.get("opset"),
+            opset_version=opset,
             external_data=False,  # one file: every zoo network is far below protobuf's 2 GB
             verbose=False,
         )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    tolerance = positive_number(cfg.tolerance, "tolerance")
     diffs = {}
     for name, batch in inputs.items():
         with torch.inference_mode():
@@ -161,9 +169,12 @@ def _export_onnx(
     return ExportResult([path], diffs)
 
 
-def _export_safetensors(
-    loaded: LoadedModel, folder: Path, inputs: dict[str, Tensor], cfg: DictConfig
+def export_safetensors(
+    loaded: LoadedModel, folder: Path, inputs: dict[str, Tensor]
 ) -> ExportResult:
+    """Write `loaded`'s weights as <folder>/model.safetensors and its config and class names
+    as model.json; return them, checked to rebuild a network with identical logits on each
+    of `inputs` (ExportError else)."""
     safetensors_torch = optional_module("safetensors.torch", "a safetensors export")
     weights, record_path = folder / "model.safetensors", folder / "model.json"
     state = {key: value.detach().contiguous() for key, value in loaded.network.state_dict().items()}
