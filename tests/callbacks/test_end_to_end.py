@@ -84,11 +84,14 @@ def test_tensorboard_reads_back_every_picture_at_its_steps(runs) -> None:
 
 def test_histograms_class_accuracy_and_hparams_are_logged(runs) -> None:
     events = read_events(runs["with"] / "tensorboard")
-    layers = ["features.0", "features.4", "features.8", "classifier.0"]
+    layers = ["stage1/features.0", "stage2/features.4", "stage3/features.8", "head/classifier.0"]
     expected = {f"{kind}/{layer}" for kind in ("weights", "gradients") for layer in layers}
     assert set(events.Tags()["histograms"]) == expected
-    assert [h.step for h in events.Histograms("gradients/features.0")] == [0]
-    assert events.Histograms("weights/features.0")[0].histogram_value.num == 32 * 3 * 3 * 3
+    assert [h.step for h in events.Histograms("gradients/stage1/features.0")] == [0]
+    # The weights at the first step and after the last (2 epochs of 4 steps).
+    weights = events.Histograms("weights/stage1/features.0")
+    assert [h.step for h in weights] == [0, 8]
+    assert weights[0].histogram_value.num == 32 * 3 * 3 * 3
     # Logged with val/acc, at Lightning's step for epoch-end validation metrics.
     steps = [e.step for e in events.Scalars("val_class_acc/circle")]
     assert steps == [e.step for e in events.Scalars("val/acc")] and len(steps) == 2
@@ -105,7 +108,7 @@ def test_histograms_class_accuracy_and_hparams_are_logged(runs) -> None:
 def test_the_projector_gets_features_sprites_and_labels(runs) -> None:
     board = runs["with"] / "tensorboard"
     config = (board / "projector_config.pbtxt").read_text()
-    assert 'tensor_name: "embeddings:00008"' in config and "sprite.png" in config
+    assert 'tensor_name: "embeddings latest (step 8)"' in config and "sprite.png" in config
     folder = board / "00008" / "embeddings"
     metadata = (folder / "metadata.tsv").read_text().splitlines()
     # 20 per class, but the 100 validation images hold fewer of some classes.
