@@ -18,6 +18,8 @@ SCRIPTS = {
     "train": "train",
     "eval": "eval",
     "visualize": "visualize",
+    "predict": "predict",
+    "export": "export",
     "summary": "summary",
     "benchmark": "benchmark",
     "sweep_summary": "sweep-summary",

@@ -2,8 +2,8 @@
 
 Each subcommand is the main of a module of this package, the same function that
 scripts/<name>.py calls, and takes the same arguments (Hydra overrides for train, eval,
-visualize; flags and overrides for the others). A subcommand's module is imported only when
-it is asked for, so `convnet --help` lists them all without importing torch.
+visualize, predict and export; flags and overrides for the others). A subcommand's module
+is imported only when it is asked for, so `convnet --help` lists them all without torch.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 COMMANDS = {
     "train": ("train", "train (and test) a classifier: convnet train model=vgg16 data=cifar10"),
     "eval": ("eval", "evaluate a checkpoint on val and test: convnet eval ckpt_path=..."),
+    "predict": ("predict", "classify image files with a checkpoint: ckpt_path=... inputs=..."),
+    "export": ("export", "a checkpoint's network as ONNX or safetensors: format=onnx"),
     "summary": ("summary", "print a network's layers: convnet summary model=resnet18"),
     "visualize": ("visualize", "write a checkpoint's pictures as PNG files: ckpt_path=..."),
     "explain": ("explain", "walk through one convolution, step by step"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -116,12 +117,24 @@ def groups_help(config_name: str) -> str:
     )
 
 
+def keys_help(config_name: str) -> str:
+    """Return the top-level keys of `config_name` with their values (`???`: must be given)."""
+    primary = yaml.safe_load((CONFIG_DIR / f"{config_name}.yaml").read_text()) or {}
+    keys = [
+        f"{key}=({'required' if value == '???' else value})"
+        for key, value in primary.items()
+        if key != "defaults" and not isinstance(value, dict)
+    ]
+    return textwrap.fill(" ".join(keys), 92, initial_indent="  ", subsequent_indent="  ")
+
+
 def command_help(prog: str, doc: str, config_name: str) -> str:
-    """Return the help of a Hydra command: what it does, how to call it, its config groups."""
+    """Return the help of a Hydra command: what it does, how to call it, its keys and groups."""
     summary = doc.strip().splitlines()[0] if doc.strip() else ""
     return (
         f"usage: {prog} [group=option ...] [key=value ...] [-m] [--cfg job] [--hydra-help]\n\n"
         f"{summary}\n\n"
+        f"Keys (and their defaults):\n{keys_help(config_name)}\n\n"
         f"Config groups (pick one with group=option; any value with key=value), from\n"
         f"{CONFIG_DIR}/{config_name}.yaml:\n{groups_help(config_name)}\n\n"
         "  --cfg job      print the composed config and stop\n"
