@@ -140,3 +140,14 @@ def test_convnet_train_runs_in_any_folder_into_its_outputs_without_third_party_w
     assert (run / "checkpoints" / "last.ckpt").is_file()
     noisy = [line for line in done.stderr.splitlines() if THIRD_PARTY.search(line)]
     assert not noisy, "\n".join(noisy)
+
+
+def test_the_eval_tables_title_keeps_the_checkpoint_path_whole() -> None:
+    from rich.console import Console
+
+    from convnet.console import metrics_table
+
+    path = "outputs/train/runs/2026-12-02_02-38-47/checkpoints/epoch000-acc0.0920.ckpt"
+    console = Console(width=120, record=True)
+    console.print(metrics_table(path, {"val": {"acc": 0.5}, "test": {"acc": 0.25}}))
+    assert path in console.export_text().splitlines()[0]

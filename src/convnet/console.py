@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 # Groups shown first, in the order a reader looks for them.
@@ -32,7 +33,9 @@ def config_tree(cfg: DictConfig) -> Tree:
 def metrics_table(title: str, rows: Mapping[str, Mapping[str, float]]) -> Table:
     """Return a table with one row per split and one column per metric."""
     columns: list[str] = sorted({name for metrics in rows.values() for name in metrics})
-    table = Table(title=title)
+    # The title is a checkpoint's path, longer than the table is wide: on one line, not
+    # broken mid-word at the table's edge.
+    table = Table(title=Text(title, no_wrap=True, overflow="ignore"))
     table.add_column("split")
     for column in columns:
         table.add_column(column, justify="right")
