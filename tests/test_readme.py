@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from PIL import Image
 
 from tests.compose import REPO, compose_config
 
@@ -59,6 +60,49 @@ def _run(args: list[str], cwd: Path) -> str:
 def test_every_benchmark_command_in_the_readme_composes(command: str, tmp_path: Path) -> None:
     # Its options are written --name=value, so every other word is a train override.
     _check_composes(_overrides(command), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if "scripts/predict.py" in c or "scripts/export.py" in c]
+)
+def test_every_predict_and_export_command_in_the_readme_composes(
+    command: str, tmp_path: Path
+) -> None:
+    config_name = "predict" if "scripts/predict.py" in command else "export"
+    # `<run>` stands for a run folder's name, which Hydra's grammar would not take.
+    overrides = shlex.split(command.split(".py", 1)[1].replace("<run>", "2026-01-01_00-00-00"))
+    cfg = compose_config(config_name, overrides, tmp_path)
+    for override in overrides:
+        key, value = override.split("=", 1)
+        assert str(OmegaConf.select(cfg, key)).replace("'", "").replace(" ", "") == value
+
+
+def _python_example() -> str:
+    """Return the README's Python example: the indented block that imports convnet.api."""
+    lines = README.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("    from convnet.api")))
+    block = []
+    for line in lines[start:]:
+        if line and not line.startswith("    "):  # the text after the block
+            break
+        block.append(line.removeprefix("    "))
+    return "\n".join(block).strip() + "\n"
+
+
+@pytest.mark.slow
+def test_the_readmes_python_example_runs_as_written(tmp_path: Path) -> None:
+    Image.new("L", (8, 8), 255).save(tmp_path / "seven.png")  # the file it classifies
+    result = subprocess.run(
+        [sys.executable, "-c", _python_example()],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] in [str(digit) for digit in range(10)]
+    (run,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.slow
