@@ -24,6 +24,7 @@ from torch import nn
 from convnet.checkpoints import AtomicCheckpointIO
 from convnet.config import ConfigError
 from convnet.guards import LOSS_FACTOR, CheckpointOnInterrupt, DivergenceGuard
+from convnet.hardware import auto_precision, memory_format_for
 from convnet.host_memory import keep_freed_memory
 from convnet.models import check_network
 from convnet.models.pretrained import load_pretrained
@@ -96,23 +97,39 @@ def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:
         scheduler=scheduler,
         num_classes=cfg.data.num_classes,
         config=resolved_config(cfg),
+        memory_format=memory_format_of(cfg),
         **cfg.get("module", {}),
     )
 
 
+def training_device_type(trainer_cfg: DictConfig) -> str:
+    """Return the device type the trainer config trains on here: cuda, cpu (or mps, tpu...)."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "cuda"
+    if accelerator in ("auto", "gpu", "mps") and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu" if accelerator in ("auto", "cpu") else accelerator
+
+
 def trains_on_cuda(trainer_cfg: DictConfig) -> bool:
     """Return whether the trainer config trains on a CUDA GPU of this machine."""
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return training_device_type(trainer_cfg) == "cuda"
 
 
 def precision_for(trainer_cfg: DictConfig) -> str:
-    """Return the trainer precision: `auto` means bf16 mixed on CUDA, fp32 elsewhere."""
+    """Return the trainer precision: `auto` means bf16 mixed on CUDA with bf16 and on CPUs
+    with bf16 in hardware (AMX, AVX512_BF16), fp32 elsewhere (convnet.hardware)."""
     precision = str(trainer_cfg.get("precision", "auto"))
     if precision != "auto":
         return precision
-    on_cuda = trains_on_cuda(trainer_cfg)
-    return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
+    return auto_precision(training_device_type(trainer_cfg))
+
+
+def memory_format_of(cfg: DictConfig) -> torch.memory_format:
+    """Return the memory format of the run's network and batches (`memory_format`, where
+    `auto` is channels_last on CUDA and on CPUs with bf16 in hardware)."""
+    return memory_format_for(cfg.get("memory_format", "auto"), training_device_type(cfg.trainer))
 
 
 def prepare_host_memory(cfg: DictConfig) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convnet.checks import fraction
+from convnet.hardware import describe, memory_format_for
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
@@ -25,6 +27,8 @@ CONFIG_KEY = "convnet_config"
 # Checkpoint key holding the data's class names in label order, so predictions are named.
 CLASSES_KEY = "convnet_classes"
 RNG_KEY = "convnet_rng_states"
+
+log = logging.getLogger(__name__)
 
 
 class ImageClassifier(L.LightningModule):
@@ -41,6 +45,8 @@ class ImageClassifier(L.LightningModule):
         exclude_norm_and_bias_from_weight_decay: no weight decay on 1-D parameters
             (norm scales and shifts, biases), as is usual for CNNs.
         config: the resolved run config, stored in every checkpoint.
+        memory_format: the layout of the network and its batches (torch.channels_last...);
+            None chooses it for the training device (convnet.hardware.memory_format_for).
     """
 
     def __init__(
@@ -53,14 +59,18 @@ class ImageClassifier(L.LightningModule):
         test_time_flip: bool = False,
         exclude_norm_and_bias_from_weight_decay: bool = True,
         config: dict[str, Any] | None = None,
+        memory_format: torch.memory_format | None = None,
     ) -> None:
         super().__init__()
         label_smoothing = fraction(label_smoothing, "module.label_smoothing")
-        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "config"])
+        self.save_hyperparameters(
+            ignore=["model", "optimizer", "scheduler", "config", "memory_format"]
+        )
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.config = config
+        self.memory_format = memory_format
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         # The training metrics never read a value back to the host, so a step never waits
         # for the device: no NaN check (DivergenceGuard watches the loss) and no check of
@@ -90,13 +100,22 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best.reset()
 
     def setup(self, stage: str) -> None:
-        # cuDNN's fastest convolutions want NHWC; the batches arrive NHWC too.
-        if self.trainer.strategy.root_device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+        # cuDNN's and oneDNN's fastest convolutions want NHWC (convnet.hardware).
+        device_type = self.trainer.strategy.root_device.type
+        if self.memory_format is None:
+            self.memory_format = memory_format_for("auto", device_type)
+        self.model.to(memory_format=self.memory_format)
+        log.info("%s", describe(str(self.trainer.precision), self.memory_format, device_type))
+
+    def _layout(self, images: Tensor) -> Tensor:
+        # A no-op for batches already in the network's layout (on CUDA they come NHWC).
+        if self.memory_format is None:
+            return images
+        return images.contiguous(memory_format=self.memory_format)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
-        logits = self(images)
+        logits = self(self._layout(images))
         loss = self.criterion(logits, labels)
         # Metrics accumulate on the device and are logged once, at the epoch's end. A step
         # only updates them: calling a metric also computes its value for the batch, and
@@ -124,7 +143,7 @@ class ImageClassifier(L.LightningModule):
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         images, labels = batch
-        logits = self.evaluation_logits(images)
+        logits = self.evaluation_logits(self._layout(images))
         loss = self.criterion(logits, labels)
         loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
         loss_metric(loss)
