@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as F
 
-from convnet.build import build_model, build_module
+from convnet.build import build_model
 from convnet.checkpoints import CheckpointError, check_compatible
 from convnet.checks import ConfigError, positive_int, to_pair
 from convnet.data.augment import BatchTransform
@@ -33,6 +33,8 @@ from convnet.visualize import pick_device
 
 log = logging.getLogger(__name__)
 
+# Where ImageClassifier keeps the network: its state_dict keys start with this.
+MODULE_PREFIX = "model."
 # Image files are read as RGB; a network takes them as RGB or as greyscale.
 FILE_CHANNELS = (1, 3)
 
@@ -71,7 +73,10 @@ class EvalTransform:
         network takes."""
         self.check_takes_files()
         if self.in_channels == 1:
-            rgb = F.rgb_to_grayscale(rgb)  # ITU-R 601 luma, as PIL's "L"
+            # A greyscale file (read as three equal channels) keeps its values exactly; luma
+            # (ITU-R 601, as PIL's "L") would round some of them down by one.
+            grey = torch.equal(rgb[0], rgb[1]) and torch.equal(rgb[1], rgb[2])
+            rgb = rgb[:1] if grey else F.rgb_to_grayscale(rgb)
         if tuple(rgb.shape[1:]) != self.image_size:
             # As image folders resize each file (convnet.data.folder.ImageFileDataset).
             rgb = F.resize(rgb, list(self.image_size), antialias=True)
@@ -132,13 +137,18 @@ def load_checkpoint_model(
     """
     checkpoint = load_checkpoint(path)
     run = run_config(checkpoint, data_overrides, path)
-    # The LightningModule, as eval builds it: its state_dict is the checkpoint's.
-    module = build_module(run, build_model(run.model, pretrained_weights=False))
-    check_compatible(checkpoint["state_dict"], module, path)
-    module.load_state_dict(checkpoint["state_dict"])
+    network = build_model(run.model, pretrained_weights=False)
+    # The LightningModule's state_dict holds the network's tensors under `model.`.
+    state = {
+        key.removeprefix(MODULE_PREFIX): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(MODULE_PREFIX)
+    }
+    check_compatible(state, network, path)
+    network.load_state_dict(state)
     classes = stored_classes(checkpoint, run, path)
     flip = bool(run.get("module", {}).get("test_time_flip", False))
-    return ready(module.model, run, classes, device, test_time_flip=flip)
+    return ready(network, run, classes, device, test_time_flip=flip)
 
 
 def ready(
