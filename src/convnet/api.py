@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from convnet import train as training
+from convnet.checks import ConfigError
 from convnet.compose import compose_config
 from convnet.export import load_export
 from convnet.inference import EvalTransform, LoadedModel, load_checkpoint_model
@@ -84,6 +85,11 @@ def load(
     folder's `{"source": {"root": ...}}`, for its class names).
     """
     if str(path).endswith(".json"):
+        if data:
+            raise ConfigError(
+                f"data={data}: {path} is an export, whose data keys are fixed; data overrides "
+                "apply to a checkpoint's stored config (give a .ckpt, or no data)"
+            )
         return load_export(path, device=device)
     overrides = DictConfig(data) if isinstance(data, dict) else data
     return load_checkpoint_model(path, overrides, device=device)
