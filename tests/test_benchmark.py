@@ -1,13 +1,17 @@
 """scripts/benchmark.py: throughput of a hand-written loop, convnet and the model alone."""
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from convnet.benchmarks import sweep, throughput
+from convnet import hardware
+from convnet.benchmarks import compose_run, sweep, throughput
+from convnet.throughput import ThroughputBenchmark
 from tests.compose import REPO
 
 pytestmark = pytest.mark.slow
@@ -29,16 +33,24 @@ def test_the_script_prints_every_arm_and_the_ratios_last(tmp_path: Path) -> None
         "--repeats=1",
         "--warmup=1",
         "--steps=3",
+        "--arms=a,b,c,c32",  # (d) compiles for a minute: its own test below
         *TINY,
     ]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    wide = {**os.environ, "COLUMNS": "200"}  # every column of the table whole
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=wide
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    assert re.fullmatch(r"b/c = \d+\.\d\d", lines[-2]), lines[-2]
-    assert re.fullmatch(r"b/a = \d+\.\d\d", lines[-1]), lines[-1]
+    names = ["b/c", "b/c32", "b/a"] if hardware.cpu_bf16_unit() else ["b/c", "b/a"]
+    ratios = lines[-len(names) :]
+    for name, line in zip(names, ratios, strict=True):
+        assert re.fullmatch(rf"{name} = \d+\.\d\d", line), ratios
     for arm in ("(a) plain loop", "(b) convnet", "(c) model only"):
         row = next(line for line in lines if arm in line)
-        speeds = re.findall(r"\d+\.?\d*", row.split(arm)[1])
+        setting, *figures = [cell.strip() for cell in row.split(arm)[1].split("│")[1:-1]]
+        assert re.fullmatch(r"(fp32|bf16) (NHWC|NCHW)", setting), row
+        speeds = re.findall(r"\d+\.?\d*", " ".join(figures))
         assert len(speeds) >= 6 and all(float(s) > 0 for s in speeds[:3]), row
     # convnet's run went where runs go: outputs/ of the working directory.
     assert list((tmp_path / "outputs" / "benchmark").glob("*_throughput/convnet-0"))
@@ -72,3 +84,38 @@ def test_a_sweep_over_models_has_a_row_per_model_and_setting(
     assert all(float(ratio) > 0 for ratio in columns["b/c"])
     runs = (tmp_path / "outputs" / "benchmark").glob("*_sweep/*-b16-32")
     assert sorted(run.name for run in runs) == ["custom_allconv-b16-32", "small-b16-32"]
+
+
+def test_the_ceiling_runs_in_the_best_precision_and_fp32_runs_are_also_held_to_fp32s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = [*TINY, "trainer.precision=32-true", "trainer.accelerator=cpu"]
+    benchmark = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)
+    assert (
+        benchmark.setting("convnet")
+        == benchmark.setting("plain")
+        == (
+            "32-true",
+            torch.channels_last if hardware.cpu_bf16_unit() else torch.contiguous_format,
+        )
+    )
+    monkeypatch.setattr(hardware, "cpu_bf16_unit", lambda: "AMX-BF16")
+    with_bf16 = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)
+    assert with_bf16.setting("model") == ("bf16-mixed", torch.channels_last)
+    assert with_bf16.setting("compiled") == with_bf16.setting("model")
+    assert with_bf16.setting("model_fp32") == ("32-true", torch.channels_last)
+    assert "model_fp32" in with_bf16.arms_to_run(["convnet", "model", "model_fp32"])
+    # Where fp32 is the best the CPU does, (c) is fp32 already and (c32) would repeat it.
+    monkeypatch.setattr(hardware, "cpu_bf16_unit", lambda: None)
+    fp32_only = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)
+    assert fp32_only.setting("model") == ("32-true", torch.contiguous_format)
+    assert fp32_only.arms_to_run(["convnet", "model", "model_fp32"]) == ["convnet", "model"]
+
+
+def test_the_compiled_arm_trains_the_same_network_compiled(tmp_path: Path) -> None:
+    result = throughput(TINY, repeats=2, warmup=1, steps=2, arms=["model", "compiled"],
+                        output_dir=tmp_path)  # fmt: skip
+    compiled, model = result.results["compiled"], result.results["model"]
+    assert compiled.setting == model.setting
+    assert len(compiled.images_per_second) == 2 and min(compiled.images_per_second) > 0
+    assert result.ratio("compiled", "model") == pytest.approx(compiled.best() / model.best())

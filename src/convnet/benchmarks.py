@@ -39,8 +39,15 @@ VISUAL_CALLBACKS = (
     "embeddings",
     "hparams",
 )
-# The ratios the throughput benchmark reports: b/c and b/a.
-RATIOS = (("convnet", "model"), ("convnet", "plain"))
+# The ratios the throughput benchmark reports: convnet against the device's best ceiling
+# (b/c), the fp32 ceiling (b/c32: what a 32-true run can reach), the hand-written loop
+# (b/a), and the compiled model against the eager one (d/c).
+RATIOS = (
+    ("convnet", "model"),
+    ("convnet", "model_fp32"),
+    ("convnet", "plain"),
+    ("compiled", "model"),
+)
 # Display only, and the same in every arm: left out so the log stays readable.
 QUIET = ("++callbacks.rich_progress_bar=null",)
 
@@ -158,8 +165,10 @@ def throughput_table(result: Throughput, title: str) -> Table:
         title=title,
         caption=(
             "(a) a hand-written PyTorch loop over a torchvision DataLoader, (b) convnet's "
-            "training through Lightning, (c) the model alone on one batch on the device. "
-            f"{result.device}, {result.precision}, batch {result.batch_size}, images "
+            "training through Lightning, both in the run's precision; (c) the model alone on "
+            "one batch on the device in the device's best precision, (c32) in fp32, (d) "
+            f"compiled. {result.device}, run in {result.precision}, batch "
+            f"{result.batch_size}, images "
             f"{result.image_size[0]}x{result.image_size[1]}, "
             f"{result.flops_per_image / 1e9:.3f} GFLOP per training image (forward + "
             f"backward, torch.utils.flop_counter); (a) loads with {result.loader_workers} "
@@ -168,6 +177,7 @@ def throughput_table(result: Throughput, title: str) -> Table:
         ),
     )
     table.add_column("arm", no_wrap=True)
+    table.add_column("in", no_wrap=True)
     for column in ("img/s each", "best img/s", "ms/step", "peak MiB", "TFLOP/s", "to (c)"):
         table.add_column(column, justify="right")
     for arm, measured in result.results.items():
@@ -175,6 +185,7 @@ def throughput_table(result: Throughput, title: str) -> Table:
         ratio = result.ratio(arm, "model")
         table.add_row(
             f"({LETTERS[arm]}) {DESCRIPTIONS[arm]}",
+            measured.setting,
             ", ".join(f"{v:.0f}" for v in measured.images_per_second),
             f"{best:.1f}",
             f"{1000 * result.batch_size / best:.1f}",
@@ -186,7 +197,7 @@ def throughput_table(result: Throughput, title: str) -> Table:
 
 
 def ratio_lines(result: Throughput) -> list[str]:
-    """Return `b/c = 0.97` and `b/a = 2.10`, for the ratios whose arms ran."""
+    """Return `b/c = 0.97`, `b/a = 2.10`... for the ratios whose arms ran."""
     lines = []
     for numerator, denominator in RATIOS:
         ratio = result.ratio(numerator, denominator)
@@ -223,7 +234,8 @@ def sweep(
     table = Table(
         title=f"throughput sweep: {' '.join(overrides) or 'default run'}",
         caption=(
-            f"{first.device}, {first.precision}; best img/s of each arm; peak memory is "
+            f"{first.device}, run in {first.precision}, (c) in the device's best precision; "
+            "best img/s of each arm; peak memory is "
             f"{first.memory_kind}"
         ),
     )
@@ -247,7 +259,7 @@ def sweep(
             *([model] if models else []),
             str(batch_size),
             f"{size}x{size}",
-            *(f"{result.results[arm].best():.1f}" for arm in arms),
+            *(f"{result.results[arm].best():.1f}" if arm in result.results else "" for arm in arms),
             f"{result.flops_per_image / 1e9:.3f}",
             f"{best * result.flops_per_image / 1e12:.3f}",
             f"{peak:.0f}",

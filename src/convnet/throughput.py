@@ -2,11 +2,17 @@
 
 (a) `plain`: the PyTorch loop a user writes by hand: a torchvision DataLoader with the
     usual per-image transforms (random crop, flip, to float, normalise), the batch copied
-    to the device, forward and backward under the same precision, the same optimizer.
+    to the device, forward and backward in the run's precision and memory format, the same
+    optimizer.
 (b) `convnet`: convnet's own training, `convnet.train.train` with the run's config, as
     scripts/train.py runs it (Lightning, callbacks, logger, device-resident data).
-(c) `model`: forward, backward and optimizer step on one batch already on the device:
-    the ceiling any data path can reach.
+(c) `model`: forward, backward and optimizer step on one batch already on the device, in
+    the fastest precision and memory format the device has (what `auto` picks there,
+    convnet.hardware): the ceiling any data path can reach, whatever the run's precision.
+(c32) `model_fp32`: the same in fp32 (where (c) is not fp32 already), the ceiling of a run
+    forced to `trainer.precision=32-true`.
+(d) `compiled`: (c) with the network torch.compile'd (inductor), what a user might pick
+    instead; left out with a warning where it does not compile.
 
 Each arm trains `warmup` steps, then is timed over `steps` steps (the device is
 synchronised at both ends only); arms are interleaved, repeat after repeat, and each is
@@ -19,46 +25,58 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
+from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from torchvision.transforms import v2
 
-from convnet.callbacks.memory import host_rss_mib
+from convnet.build import (
+    memory_format_of,
+    precision_for,
+    prepare_host_memory,
+    training_device_type,
+)
 from convnet.config import ConfigError
 from convnet.data import ImageDataModule
 from convnet.data.splits import TensorSplit
-from convnet.train import (
-    build_module,
-    build_network,
-    precision_for,
-    prepare_host_memory,
-    train,
-    trains_on_cuda,
+from convnet.hardware import auto_precision, cpu_bf16_unit, memory_format_for
+from convnet.step_timing import (
+    ImagesDataset,
+    PeakMemory,
+    StepWindow,
+    TrainStep,
+    autocast_dtype,
+    timed,
+    torchvision_transform,
 )
+from convnet.train import train
 
 log = logging.getLogger(__name__)
 
-ARMS = ("plain", "convnet", "model")
-LETTERS = {"plain": "a", "convnet": "b", "model": "c"}
-DESCRIPTIONS = {"plain": "plain loop", "convnet": "convnet", "model": "model only"}
+ARMS = ("plain", "convnet", "model", "model_fp32", "compiled")
+LETTERS = {"plain": "a", "convnet": "b", "model": "c", "model_fp32": "c32", "compiled": "d"}
+DESCRIPTIONS = {
+    "plain": "plain loop",
+    "convnet": "convnet",
+    "model": "model only",
+    "model_fp32": "model only",
+    "compiled": "model compiled",
+}
+FP32 = "32-true"
 
 
 @dataclass
 class ArmResult:
-    """The timed repeats of one arm."""
+    """The timed repeats of one arm, and the precision and memory format it ran in."""
 
     arm: str
+    setting: str = ""
     images_per_second: list[float] = field(default_factory=list)
     peak_memory_mib: float = 0.0
 
@@ -88,148 +106,10 @@ class Throughput:
         return self.results[numerator].best() / self.results[denominator].best()
 
 
-def autocast_dtype(precision: str) -> torch.dtype | None:
-    """Return the autocast dtype of a Lightning precision (None: full precision)."""
-    dtypes = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-    if precision not in dtypes:
-        raise ConfigError(
-            f"trainer.precision={precision} is not one the benchmark runs: use "
-            f"{', '.join(dtypes)} (or auto)"
-        )
-    return dtypes[precision]
-
-
-class _Step:
-    """One training step of a network as a hand-written loop does it."""
-
-    def __init__(self, cfg: DictConfig, device: torch.device, dtype: torch.dtype | None) -> None:
-        L.seed_everything(cfg.seed, verbose=False)
-        network = build_network(cfg).to(device)
-        if device.type == "cuda":
-            network = network.to(memory_format=torch.channels_last)
-        # The module only supplies the optimizer (fused as convnet's) and the loss.
-        module = build_module(cfg, network)
-        self.network = network.train()
-        self.optimizer = module.build_optimizer()
-        self.criterion = module.criterion
-        self.device, self.dtype = device, dtype
-        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-    def __call__(self, images: Tensor, labels: Tensor) -> None:
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            loss = self.criterion(self.network(images), labels)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-
-
-class _Images(Dataset):
-    """The training split one image at a time through torchvision transforms."""
-
-    def __init__(self, split: TensorSplit | Dataset, transform: Callable[[Tensor], Tensor]):
-        self.split, self.transform = split, transform
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        if isinstance(self.split, TensorSplit):
-            image, label = self.split.images[index], int(self.split.labels[index])
-        else:
-            image, label = self.split[index]
-        return self.transform(image), label
-
-
-def torchvision_transform(data: ImageDataModule, cfg: DictConfig) -> v2.Compose:
-    """Return the usual per-image training transforms of the data config, in torchvision."""
-    steps: list[nn.Module] = []
-    size = list(data.image_size)
-    steps.append(v2.Resize(size, antialias=True))  # a no-op at the data's own size
-    if cfg.data.get("crop_padding", 0):
-        steps.append(v2.RandomCrop(size, padding=cfg.data.crop_padding))
-    if cfg.data.get("flip", False):
-        steps.append(v2.RandomHorizontalFlip())
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(cfg.data.mean, cfg.data.std)]
-    return v2.Compose(steps)
-
-
-class _PeakMemory:
-    """Peak memory while a block runs: CUDA's allocator peak, or the host's RSS sampled."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.peak_mib = device, 0.0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def kind(device: torch.device, kept: bool = False) -> str:
-        if device.type == "cuda":
-            return "CUDA allocated"
-        if kept:
-            # Freed memory stays with the process (convnet.host_memory).
-            return (
-                "host RSS, which never falls while host memory is kept: it includes what "
-                "ran before in this process"
-            )
-        return "host RSS"
-
-    def __enter__(self) -> _PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak_mib = max(self.peak_mib, host_rss_mib() or 0.0)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak_mib = max(self.peak_mib, host_rss_mib() or 0.0)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(
-    device: torch.device, steps: Iterator[int], warmup: int, count: int, images: int
-) -> float:
-    """Run `warmup` then `count` steps of the iterator; return images per second."""
-    for _ in range(warmup):
-        next(steps)
-    _synchronize(device)
-    start = time.perf_counter()
-    for _ in range(count):
-        next(steps)
-    _synchronize(device)
-    return count * images / (time.perf_counter() - start)
-
-
-class _StepWindow(L.Callback):
-    """Times Lightning's training steps warmup..warmup+steps-1 (data loading included)."""
-
-    def __init__(self, warmup: int, steps: int) -> None:
-        self.warmup, self.steps = warmup, steps
-        self.seconds = 0.0
-        self._start = 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == self.warmup:
-            _synchronize(pl_module.device)
-            self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if batch_idx == self.warmup + self.steps - 1:
-            _synchronize(pl_module.device)
-            self.seconds = time.perf_counter() - self._start
+def _short(precision: str, memory_format: torch.memory_format) -> str:
+    """Return e.g. `bf16 NHWC`, `fp32 NCHW`: an arm's precision and layout, short."""
+    number = {"bf16-mixed": "bf16", "16-mixed": "fp16"}.get(precision, "fp32")
+    return f"{number} {'NHWC' if memory_format == torch.channels_last else 'NCHW'}"
 
 
 class ThroughputBenchmark:
@@ -247,12 +127,17 @@ class ThroughputBenchmark:
     ) -> None:
         self.cfg, self.compose, self.overrides = cfg, compose, list(overrides)
         self.output_dir, self.warmup, self.steps = output_dir, warmup, steps
-        on_cuda = trains_on_cuda(cfg.trainer)
+        device_type = training_device_type(cfg.trainer)
+        on_cuda = device_type == "cuda"
         # Process-wide, so set before any arm runs: every arm gets the same allocator.
         self.keeps_host_memory = prepare_host_memory(cfg)
         self.device = torch.device("cuda" if on_cuda else "cpu")
+        # The run's precision and layout ((a), (b)) and the device's best ((c), (d)).
         self.precision = precision_for(cfg.trainer)
-        self.dtype = autocast_dtype(self.precision)
+        autocast_dtype(self.precision)  # one the benchmark runs, checked before any arm
+        self.memory_format = memory_format_of(cfg)
+        self.best = (auto_precision(device_type), memory_format_for("auto", device_type))
+        self._compiled: TrainStep | None = None
         self.data: ImageDataModule = instantiate(cfg.data)
         self.data.setup("fit")
         self.batch_size = int(cfg.data.batch_size)
@@ -269,6 +154,14 @@ class ThroughputBenchmark:
             loader_workers = min(8, os.cpu_count() or 1) if on_cuda else 0
         self.loader_workers = loader_workers
 
+    def setting(self, arm: str) -> tuple[str, torch.memory_format]:
+        """Return the precision and memory format arm `arm` runs in."""
+        if arm in ("plain", "convnet"):
+            return self.precision, self.memory_format
+        if arm == "model_fp32":
+            return FP32, self.best[1]
+        return self.best
+
     def _batch(self) -> tuple[Tensor, Tensor]:
         split = self.data.splits.train
         if isinstance(split, TensorSplit):
@@ -282,27 +175,49 @@ class ThroughputBenchmark:
 
     def flops_per_image(self) -> float:
         """Return the FLOPs of one training image (forward and backward), counted by torch."""
-        step = _Step(self.cfg, self.device, self.dtype)
+        step = TrainStep(self.cfg, self.device, FP32, torch.contiguous_format)
         images, labels = self._batch()
         with FlopCounterMode(display=False) as counter:
             step.criterion(step.network(images), labels).backward()
         return counter.get_total_flops() / self.batch_size
 
-    def model(self) -> float:
-        """Return img/s of arm (c): steps on one batch already on the device."""
-        step, (images, labels) = _Step(self.cfg, self.device, self.dtype), self._batch()
+    def _model_speed(self, step: TrainStep, warmup: int | None = None) -> float:
+        images, labels = self._batch()
+        # Already in the network's layout: the ceiling pays no conversion either.
+        images = images.contiguous(memory_format=step.memory_format)
 
         def steps() -> Iterator[int]:
             while True:
                 step(images, labels)
                 yield 1
 
-        return _timed(self.device, steps(), self.warmup, self.steps, self.batch_size)
+        warmup = self.warmup if warmup is None else warmup
+        return timed(self.device, steps(), warmup, self.steps, self.batch_size)
+
+    def model(self) -> float:
+        """Return img/s of arm (c): steps on one batch already on the device, at the
+        device's best precision and memory format."""
+        return self._model_speed(TrainStep(self.cfg, self.device, *self.best))
+
+    def model_fp32(self) -> float:
+        """Return img/s of arm (c32): arm (c) in fp32."""
+        return self._model_speed(TrainStep(self.cfg, self.device, *self.setting("model_fp32")))
+
+    def compiled(self) -> float:
+        """Return img/s of arm (d): arm (c) with the network torch.compile'd, compiled once
+        (in the first repeat's warmup) and reused by later repeats."""
+        if self._compiled is not None:
+            return self._model_speed(self._compiled)
+        self._compiled = TrainStep(self.cfg, self.device, *self.best, compile_options={})
+        # Inductor compiles the forward in the first step, the backward in the first
+        # backward, and the steps after those still tune (resnet20 on 2 CPU cores: 78 s,
+        # 3.8 s, 1.7 s, then a steady 1 s).
+        return self._model_speed(self._compiled, warmup=max(self.warmup, 4))
 
     def plain(self) -> float:
         """Return img/s of arm (a): the hand-written loop over a torchvision DataLoader."""
-        step = _Step(self.cfg, self.device, self.dtype)
-        dataset = _Images(self.data.splits.train, torchvision_transform(self.data, self.cfg))
+        step = TrainStep(self.cfg, self.device, self.precision, self.memory_format)
+        dataset = ImagesDataset(self.data.splits.train, torchvision_transform(self.data, self.cfg))
         loader = DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -312,22 +227,19 @@ class ThroughputBenchmark:
             pin_memory=self.device.type == "cuda",
             persistent_workers=self.loader_workers > 0,
         )
-        channels_last = self.device.type == "cuda"
 
         def steps() -> Iterator[int]:
             while True:
                 for images, labels in loader:
                     images = images.to(self.device, non_blocking=True)
-                    if channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
                     step(images, labels.to(self.device, non_blocking=True))
                     yield 1
 
-        return _timed(self.device, steps(), self.warmup, self.steps, self.batch_size)
+        return timed(self.device, steps(), self.warmup, self.steps, self.batch_size)
 
     def convnet(self, repeat: int) -> float:
         """Return img/s of arm (b): convnet's training of the run config."""
-        window = _StepWindow(self.warmup, self.steps)
+        window = StepWindow(self.warmup, self.steps)
         cfg = self.compose(
             [
                 *self.overrides,
@@ -342,16 +254,38 @@ class ThroughputBenchmark:
         train(cfg, callbacks=[window])
         return self.steps * self.batch_size / window.seconds
 
-    def run(self, arms: Sequence[str] = ARMS, repeats: int = 3) -> Throughput:
-        """Measure `arms` `repeats` times each, interleaved; return the figures."""
+    def _measure(self, arm: str, repeat: int) -> float | None:
+        if arm == "convnet":
+            return self.convnet(repeat)
+        if arm != "compiled":
+            return getattr(self, arm)()
+        try:
+            return self.compiled()
+        except Exception as error:  # inductor's failures have no common base class
+            log.warning("arm (d) left out: torch.compile failed here: %s", error)
+            return None
+
+    def arms_to_run(self, arms: Sequence[str]) -> list[str]:
+        """Return `arms` checked, without (c32) where (c) is already fp32."""
         unknown = [arm for arm in arms if arm not in ARMS]
         if unknown:
             raise ConfigError(f"unknown arms {unknown}: choose from {', '.join(ARMS)}")
-        results = {arm: ArmResult(arm) for arm in arms}
+        return [arm for arm in arms if not (arm == "model_fp32" and self.best[0] == FP32)]
+
+    def run(self, arms: Sequence[str] = ARMS, repeats: int = 3) -> Throughput:
+        """Measure `arms` `repeats` times each, interleaved; return the figures."""
+        arms = self.arms_to_run(arms)
+        results = {}
+        for arm in arms:
+            precision, memory_format = self.setting(arm)
+            results[arm] = ArmResult(arm, _short(precision, memory_format))
         for repeat in range(repeats):
-            for arm in arms:
-                with _PeakMemory(self.device) as memory:
-                    speed = self.convnet(repeat) if arm == "convnet" else getattr(self, arm)()
+            for arm in [arm for arm in arms if arm in results]:
+                with PeakMemory(self.device) as memory:
+                    speed = self._measure(arm, repeat)
+                if speed is None:
+                    del results[arm]
+                    continue
                 results[arm].images_per_second.append(speed)
                 results[arm].peak_memory_mib = max(results[arm].peak_memory_mib, memory.peak_mib)
                 log.info("%s, repeat %d: %.1f img/s", arm, repeat + 1, speed)
@@ -361,8 +295,8 @@ class ThroughputBenchmark:
             batch_size=self.batch_size,
             image_size=tuple(self.data.image_size),
             device=_device_name(self.device),
-            precision=self.precision,
-            memory_kind=_PeakMemory.kind(self.device, self.keeps_host_memory),
+            precision=_short(self.precision, self.memory_format),
+            memory_kind=PeakMemory.kind(self.device, self.keeps_host_memory),
             loader_workers=self.loader_workers,
             repeats=repeats,
         )
@@ -371,4 +305,4 @@ class ThroughputBenchmark:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} threads"
+    return f"CPU (bf16 in hardware: {cpu_bf16_unit() or 'none'}), {torch.get_num_threads()} threads"

@@ -37,11 +37,13 @@ def _names(text: str) -> list[str]:
 
 
 def _arms(text: str) -> list[str]:
-    from convnet.throughput import ARMS  # torch: only when --arms is given, not for --help
+    from convnet.throughput import ARMS, LETTERS  # torch: only for --arms, not for --help
 
-    arms = [{"a": "plain", "b": "convnet", "c": "model"}.get(a, a) for a in text.split(",")]
+    by_letter = {letter: arm for arm, letter in LETTERS.items()}
+    arms = [by_letter.get(a, a) for a in text.split(",")]
     if any(arm not in ARMS for arm in arms):
-        raise argparse.ArgumentTypeError(f"{text!r}: choose from a, b, c ({', '.join(ARMS)})")
+        letters = ", ".join(f"{LETTERS[arm]} ({arm})" for arm in ARMS)
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {letters}")
     return arms
 
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="timed repeats of each arm (3; sweep 1)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (5)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat (20)")
-    parser.add_argument("--arms", type=_arms, help="e.g. b,c (default: a,b,c)")
+    parser.add_argument("--arms", type=_arms, help="e.g. b,c,c32 (default: a,b,c,c32,d)")
     parser.add_argument(
         "--loader-workers",
         type=int,
