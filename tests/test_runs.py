@@ -1,6 +1,7 @@
 """Run directories: fresh for a new run, the same for a resumed one."""
 
 import datetime
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from convnet.runs import (
     RunFolderError,
     check_run_folders,
     check_sweep_folder,
+    claim_fresh_run_dir,
+    claim_run_folder,
     fresh_run_dir,
     newest_resumable_run,
     run_dir,
@@ -35,6 +38,49 @@ def test_fresh_run_dir_never_reuses_an_existing_directory(tmp_path: Path) -> Non
     third = fresh_run_dir(tmp_path, now)
     assert len({first, second, third}) == 3
     assert not third.exists()
+
+
+def test_runs_claiming_one_name_at_the_same_instant_each_get_their_own_folder(
+    tmp_path: Path,
+) -> None:
+    runs, stamp = 8, "2026-01-02_03-04-05"
+    barrier, claimed = threading.Barrier(runs), []
+
+    def claim() -> None:
+        barrier.wait()
+        claimed.append(claim_fresh_run_dir(tmp_path, stamp))
+
+    threads = [threading.Thread(target=claim) for _ in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = [stamp] + [f"{stamp}_{n}" for n in range(1, runs)]
+    assert sorted(folder.name for folder in claimed) == sorted(expected)
+    assert all(folder.is_dir() for folder in claimed)
+
+
+def test_a_fresh_folder_another_run_took_meanwhile_is_claimed_under_the_next_name(
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "runs"
+    named = Path(run_dir(str(runs), None))
+    assert not named.exists()  # named when the config is resolved, made when the run starts
+    named.mkdir(parents=True)  # by another run, started in the same second
+    claimed = claim_run_folder(named, existed=False)
+    assert claimed == runs / f"{named.name}_1" and claimed.is_dir()
+    # Hydra resolves hydra.run.dir again when it makes the folder: the claimed one.
+    assert run_dir(str(runs), None) == str(claimed)
+
+
+def test_a_new_folder_given_by_hand_that_another_run_makes_first_is_refused(
+    tmp_path: Path,
+) -> None:
+    assert claim_run_folder(tmp_path / "new", existed=False).is_dir()
+    with pytest.raises(RunFolderError, match=r"\S+new was made by another run starting at"):
+        claim_run_folder(tmp_path / "new", existed=False)
+    (tmp_path / "empty").mkdir()  # an empty folder the user made is theirs to give
+    assert claim_run_folder(tmp_path / "empty", existed=True) == tmp_path / "empty"
 
 
 def test_last_resumes_the_newest_run_that_has_a_last_checkpoint(tmp_path: Path) -> None:

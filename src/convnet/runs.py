@@ -1,9 +1,16 @@
-"""Run directories: a fresh one per run, the same one when resuming, never another run's."""
+"""Run directories: a fresh one per run, the same one when resuming, never another run's.
+
+A fresh folder is named by the second the run starts; the run claims it by making it
+(os.mkdir fails for a name already taken), so runs started in the same second, in two
+terminals or a job array, each get their own: the later ones add `_1`, `_2`...
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
+import itertools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from convnet.run_records import hold_records, take_hydra_files
+
 LAST = "last"
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -20,9 +29,13 @@ LAST_CHECKPOINT = "last.ckpt"
 # TensorBoard events, result.json); a folder holding any of them holds a run.
 RUN_FILES = (".hydra", "config.yaml", CHECKPOINTS, "tensorboard", "result.json")
 EVENTS = "events.out.tfevents.*"
+STAMP = "%Y-%m-%d_%H-%M-%S"
 
 # Hydra may resolve hydra.run.dir more than once in a process; every call must agree.
 _chosen: dict[tuple[str, str], str] = {}
+# The fresh folders the resolver named that the run has not claimed yet: folder -> (the
+# resolver's key, the time stamp of the name).
+_unclaimed: dict[str, tuple[tuple[str, str], str]] = {}
 
 
 class NoRunToResumeError(FileNotFoundError):
@@ -45,13 +58,35 @@ def newest_resumable_run(runs_dir: Path) -> Path:
     return candidates[-1].parent.parent
 
 
-def fresh_run_dir(runs_dir: Path, now: datetime.datetime | None = None) -> Path:
-    """Return a not-yet-existing folder under `runs_dir` named by the time."""
-    stamp = (now or datetime.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
-    candidate, suffix = runs_dir / stamp, 1
-    while candidate.exists():
-        candidate, suffix = runs_dir / f"{stamp}_{suffix}", suffix + 1
-    return candidate
+def _named_by_time(runs_dir: Path, stamp: str) -> itertools.chain[Path]:
+    """The folders a run started at `stamp` may take, in order: <stamp>, <stamp>_1, ..."""
+    suffixed = (runs_dir / f"{stamp}_{suffix}" for suffix in itertools.count(1))
+    return itertools.chain([runs_dir / stamp], suffixed)
+
+
+def fresh_run_dir(
+    runs_dir: Path, now: datetime.datetime | None = None, stamp: str | None = None
+) -> Path:
+    """Return a not-yet-existing folder under `runs_dir` named by the time `now` (or its
+    `stamp`); not made: the run claims it with claim_fresh_run_dir when it starts."""
+    stamp = stamp or (now or datetime.datetime.now()).strftime(STAMP)
+    return next(path for path in _named_by_time(runs_dir, stamp) if not path.exists())
+
+
+def claim_fresh_run_dir(runs_dir: Path, stamp: str) -> Path:
+    """Make and return the first free folder of <stamp>, <stamp>_1, ... under `runs_dir`.
+
+    Made with os.mkdir, which fails when the folder exists: of processes claiming the same
+    name at the same moment, exactly one gets it and the others go on to the next suffix.
+    """
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for candidate in _named_by_time(runs_dir, stamp):
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable: the suffixes never end")
 
 
 def run_dir(runs_dir: str, ckpt_path: str | None) -> str:
@@ -62,21 +97,51 @@ def run_dir(runs_dir: str, ckpt_path: str | None) -> str:
     run keeps one directory, one TensorBoard log and one set of checkpoints.
     """
     key = (runs_dir, str(ckpt_path))
-    if key not in _chosen:
-        base = Path(runs_dir)
-        if ckpt_path == LAST:
-            # With nothing to resume, a fresh folder: the run itself then stops with a
-            # clear error (an exception here would surface as a Hydra internal error).
-            try:
-                chosen = newest_resumable_run(base)
-            except NoRunToResumeError:
-                chosen = fresh_run_dir(base)
-        elif ckpt_path and _is_inside(Path(ckpt_path).resolve(), base.resolve()):
-            chosen = Path(ckpt_path).resolve().parent.parent
-        else:
-            chosen = fresh_run_dir(base)
-        _chosen[key] = str(chosen)
+    if key in _chosen:
+        return _chosen[key]
+    base = Path(runs_dir)
+    chosen = None
+    if ckpt_path == LAST:
+        # With nothing to resume, a fresh folder: the run itself then stops with a clear
+        # error (an exception here would surface as a Hydra internal error).
+        with contextlib.suppress(NoRunToResumeError):
+            chosen = newest_resumable_run(base)
+    elif ckpt_path and _is_inside(Path(ckpt_path).resolve(), base.resolve()):
+        chosen = Path(ckpt_path).resolve().parent.parent
+    if chosen is None:
+        stamp = datetime.datetime.now().strftime(STAMP)
+        chosen = fresh_run_dir(base, stamp=stamp)
+        _unclaimed[str(chosen)] = (key, stamp)
+    _chosen[key] = str(chosen)
     return _chosen[key]
+
+
+def claim_run_folder(folder: Path, existed: bool) -> Path:
+    """Make the folder a single run writes to (`hydra.run.dir`, resolved to `folder`) its
+    own, and return it: a fresh folder the run_dir resolver named is claimed under the next
+    free name if another run took it meanwhile (the resolver then names the claimed one).
+
+    existed: whether the folder existed when the run's folders were checked. A new folder
+    given by hand that another run makes first is that run's: RunFolderError.
+    """
+    if str(folder) in _unclaimed:
+        key, stamp = _unclaimed.pop(str(folder))
+        claimed = claim_fresh_run_dir(folder.parent, stamp)
+        _chosen[key] = str(claimed)
+        return claimed
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        if existed:
+            return folder
+        raise RunFolderError(
+            f"hydra.run.dir={folder} was made by another run starting at the same moment; "
+            "two runs would mix their checkpoints and logs there. Nothing was written. Give "
+            "each run its own folder (or leave hydra.run.dir unset for a fresh one under "
+            "outputs/)."
+        ) from None
+    return folder
 
 
 def _is_inside(path: Path, folder: Path) -> bool:
@@ -142,6 +207,18 @@ def check_run_folder(folder: Path, key: str, ckpt_path: str | None, resumed: Pat
     )
 
 
+def _as_in_the_run(config: DictConfig) -> tuple[DictConfig, Path]:
+    """Return a copy of `config` whose ${hydra:...} resolve as in the run, and its
+    hydra.run.dir (as the config gives it, resolved)."""
+    config = copy.deepcopy(config)
+    HydraConfig.instance().set_config(config)  # ${hydra:runtime.cwd} in the folders
+    run_folder = Path(str(config.hydra.run.dir))
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.runtime.output_dir = str(run_folder.absolute())
+    HydraConfig.instance().set_config(config)
+    return config, run_folder
+
+
 def check_run_folders(config: DictConfig) -> None:
     """Raise RunFolderError when a folder a single run would write to (`hydra.run.dir`, and
     `paths.output_dir` when set apart from it) holds another run.
@@ -149,12 +226,8 @@ def check_run_folders(config: DictConfig) -> None:
     `config` is the composed config with Hydra's node, as Hydra holds it before the run's
     folder is made (hydra.runtime.output_dir not yet set).
     """
-    config = copy.deepcopy(config)
-    HydraConfig.instance().set_config(config)  # ${hydra:runtime.cwd} in the folders
-    run_folder = Path(str(config.hydra.run.dir)).absolute()
-    with read_write(config.hydra), open_dict(config.hydra):
-        config.hydra.runtime.output_dir = str(run_folder)
-    HydraConfig.instance().set_config(config)
+    config, run_folder = _as_in_the_run(config)
+    run_folder = run_folder.absolute()
     output_dir = Path(str(OmegaConf.select(config, "paths.output_dir", default=run_folder)))
     output_dir = output_dir.absolute()
     ckpt_path = OmegaConf.select(config, "ckpt_path", default=None)
@@ -171,6 +244,25 @@ def check_run_folders(config: DictConfig) -> None:
             f"{LAST_CHECKPOINT}). Give the folder of the run to resume, or leave ckpt_path "
             "unset for a fresh run."
         )
+
+
+def begin_run(config: DictConfig) -> Path:
+    """Check the folders of the single run `config` (see check_run_folders), claim its
+    folder (see claim_run_folder) and return it; a training run's records are held back
+    until it starts training (see convnet.run_records).
+
+    Called before Hydra makes or writes anything; `config` is Hydra's own, which this
+    changes as holding the records needs (hydra.output_subdir).
+    """
+    folder = _as_in_the_run(config)[1]
+    existed = folder.is_dir()
+    check_run_folders(config)
+    claimed = claim_run_folder(folder, existed)
+    if "train" in config:
+        # Only the training task (convnet.train.train) starts its records; others keep
+        # Hydra's way. The log is held when the folder holds the run being continued.
+        hold_records(config, log=bool(run_contents(claimed)))
+    return claimed
 
 
 def check_sweep_folder(config: DictConfig) -> None:
@@ -197,11 +289,12 @@ def check_sweep_folder(config: DictConfig) -> None:
 
 
 class RunFolderGuard(Callback):
-    """Stops a run or sweep, before Hydra writes anything, whose folder holds another run.
+    """Stops a run or sweep, before Hydra writes anything, whose folder holds another run;
+    gives a single run a folder of its own and holds its records until it starts.
 
-    Registered in configs/hydra/default.yaml under `hydra.callbacks`. Hydra saves
-    <run>/.hydra/ before the task function and before `on_job_start`, so the check is made
-    when the run or sweep starts.
+    Registered in configs/hydra/default.yaml under `hydra.callbacks`. Hydra makes the run's
+    folder, opens its log and saves <run>/.hydra/ before the task function and before
+    `on_job_start`, so the checks and the claim are made when the run or sweep starts.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -209,13 +302,16 @@ class RunFolderGuard(Callback):
         # folder rank zero has just made (LOCAL_RANK tells them apart): theirs to share.
         if os.environ.get("LOCAL_RANK", "0") != "0":
             return
-        _exit_on_error(check_run_folders, config)
+        _exit_on_error(begin_run, config)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        take_hydra_files(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _exit_on_error(check_sweep_folder, config)
 
 
-def _exit_on_error(check: Callable[[DictConfig], None], config: DictConfig) -> None:
+def _exit_on_error(check: Callable[[DictConfig], object], config: DictConfig) -> None:
     try:
         check(config)
     except (RunFolderError, NoRunToResumeError) as error:

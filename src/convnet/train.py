@@ -25,7 +25,8 @@ from convnet.guards import LOSS_FACTOR, CheckpointOnInterrupt, DivergenceGuard
 from convnet.host_memory import keep_freed_memory
 from convnet.models import check_network
 from convnet.models.pretrained import load_pretrained
-from convnet.module import ImageClassifier
+from convnet.module import CONFIG_KEY, ImageClassifier
+from convnet.run_records import start_records
 from convnet.runs import CHECKPOINTS, LAST, LAST_CHECKPOINT, newest_resumable_run
 
 log = logging.getLogger(__name__)
@@ -226,14 +227,85 @@ def check_unfinished(ckpt_path: str, checkpoint: dict[str, Any], cfg: DictConfig
         )
 
 
+# What a resumed run takes from its checkpoint whatever the config says.
+RESTORED = "optimizer"
+# What it builds anew from the config, from the checkpoint's step on.
+REBUILT = "scheduler"
+_UNSET = "unset"
+
+
+def _differences(now: Any, then: Any, key: str) -> list[tuple[str, Any, Any]]:
+    """Return (key, value now, value in the checkpoint's run) for each differing leaf."""
+    if isinstance(now, dict) and isinstance(then, dict):
+        keys = sorted(now.keys() | then.keys())
+        return [
+            difference
+            for name in keys
+            for difference in _differences(
+                now.get(name, _UNSET), then.get(name, _UNSET), f"{key}.{name}"
+            )
+        ]
+    return [] if now == then else [(key, now, then)]
+
+
+def check_resume_settings(ckpt_path: str, checkpoint: dict[str, Any], cfg: DictConfig) -> None:
+    """Say which optimizer and scheduler values of `cfg` differ from those of the run that
+    wrote the checkpoint: a resumed run restores the checkpoint's optimizer state (its
+    learning rate, momentum, weight decay...), so optimizer values are ignored, with a
+    warning, and another optimizer is a ConfigError (its state would not load); scheduler
+    values shape the schedule from the checkpoint's step on, which the warning says."""
+    stored = checkpoint.get(CONFIG_KEY)
+    if not isinstance(stored, dict):
+        return  # a checkpoint without its run's config: nothing to compare
+    now = resolved_config(cfg)
+    ignored = _differences(now.get(RESTORED), stored.get(RESTORED), RESTORED)
+    reshaping = _differences(now.get(REBUILT), stored.get(REBUILT), REBUILT)
+    target = f"{RESTORED}._target_"
+    for key, value, was in ignored:
+        if key == target:
+            raise ConfigError(
+                f"{key}={value}: {ckpt_path} was trained with {was}, whose state a resumed "
+                "run restores and this optimizer cannot take. Resume with the checkpoint's "
+                f"optimizer (see its run's config.yaml), or start a fresh run from its weights: "
+                f"model.pretrained={ckpt_path} without ckpt_path."
+            )
+    said = []
+    if ignored:
+        verb = "is" if len(ignored) == 1 else "are"
+        said.append(
+            f"{_listed(ignored)} {verb} ignored: a resumed run restores the checkpoint's "
+            "optimizer state, with its values"
+        )
+    if reshaping:
+        step = checkpoint.get("global_step", "?")
+        said.append(
+            f"from step {step} on, the schedule follows {_listed(reshaping)}, its peak still "
+            "the checkpoint's learning rate"
+        )
+    if said:
+        log.warning(
+            "resuming %s: %s. To train with them from the start of a schedule, start a "
+            "fresh run from its weights: model.pretrained=%s and no ckpt_path.",
+            ckpt_path,
+            "; ".join(said),
+            ckpt_path,
+        )
+
+
+def _listed(differences: list[tuple[str, Any, Any]]) -> str:
+    return ", ".join(f"{key}={value} (the checkpoint's: {was})" for key, value, was in differences)
+
+
 def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None]:
     """Return the checkpoint file to resume from and, when training, its contents (read
-    once, memory-mapped) checked to have epochs left; (None, None) for a fresh run."""
+    once, memory-mapped) checked to have epochs left and an optimizer the run can restore
+    (see check_resume_settings); (None, None) for a fresh run."""
     ckpt_path = resume_path(cfg)
     if not ckpt_path or not cfg.get("train", True):
         return ckpt_path, None
     checkpoint = read_checkpoint(ckpt_path)
     check_unfinished(ckpt_path, checkpoint, cfg)
+    check_resume_settings(ckpt_path, checkpoint, cfg)
     return ckpt_path, checkpoint
 
 
@@ -248,22 +320,35 @@ def train(
 ) -> dict[str, float]:
     """Train (and test) the run `cfg` describes; return the final metrics by name.
 
+    The run's records (config.yaml; under Hydra its .hydra/ files, and result.json through
+    the recorder) are first written once the config, the checkpoint it resumes, the data
+    and the network have passed their checks (see convnet.run_records).
+
     `callbacks` are added to those of `cfg.callbacks` (scripts/train.py passes the recorder
     of <run>/result.json that sweep summaries read). `resume`: what resume_checkpoint(cfg)
     returned, when the caller has called it already (the checkpoint is then read once).
     """
     validate(cfg)
     ckpt_path, checkpoint = resume if resume is not None else resume_checkpoint(cfg)
-    save_resolved_config(cfg)
     prepare_host_memory(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
+    if cfg.get("train", True):
+        # The data is loaded now, so a data set that is missing or does not fit the config
+        # fails before the run writes anything (Lightning's fit finds it loaded).
+        datamodule.prepare_data()
+        datamodule.setup("fit")
     module = build_module(cfg, build_network(cfg))
+    if checkpoint is not None:
+        check_compatible(checkpoint["state_dict"], module, ckpt_path)
     trainer = build_trainer(cfg, callbacks, checkpoint)
+    # Every check has passed: the run's records are written from here on. A command that
+    # failed before left its folder, and the run it meant to continue, as they were.
+    start_records()
+    save_resolved_config(cfg)
 
     if cfg.get("train", True):
         if ckpt_path:
-            check_compatible(checkpoint["state_dict"], module, ckpt_path)
             log.info("resuming from %s", ckpt_path)
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -3,12 +3,15 @@
 Every run of scripts/train.py writes `result.json` into its own directory: the status,
 the optimized metric, every final metric, epochs trained, seconds taken and, for a
 failed run, the reason. It is rewritten after each epoch, so a sweep that is still
-running (or was killed) shows how far each job got.
+running (or was killed) shows how far each job got. A single run writes it first when it
+starts training (see convnet.run_records): a command that fails its checks before leaves
+the folder, and the run it meant to continue, as they were.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import math
@@ -26,6 +29,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from convnet.run_records import records_held
 from convnet.train import metric_value
 
 log = logging.getLogger(__name__)
@@ -64,13 +68,30 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+# A write that fails for want of space: the disk is full, or the user's quota spent.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
 def write_result(run_dir: Path, result: JobResult) -> Path:
-    """Write `result` to <run_dir>/result.json atomically (readers never see half a file)."""
+    """Write `result` to <run_dir>/result.json atomically (readers never see half a file).
+
+    On a full disk, where the new file cannot be made, the file is rewritten in place: its
+    own blocks hold a result, so a run that failed for want of space still says so.
+    """
     path = run_dir / RESULT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".json.partial")
-    partial.write_text(result.to_json())
-    os.replace(partial, path)
+    content = result.to_json()
+    try:
+        partial.write_text(content)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        if error.errno not in NO_SPACE or not path.is_file():
+            raise
+        with open(path, "r+", encoding="utf-8") as file:
+            file.write(content)
+            file.truncate()
     return path
 
 
@@ -125,6 +146,10 @@ class JobRecorder(Callback):
             in_sweep=hydra_cfg.mode == RunMode.MULTIRUN,
         )
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # The first record of a single run: it has passed its checks and starts.
+        self._save()
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.result.epochs = trainer.current_epoch + 1
         self._save()
@@ -132,6 +157,8 @@ class JobRecorder(Callback):
     @rank_zero_only
     def _save(self) -> None:
         # Only rank 0 writes: under DDP every process runs the same job in the same folder.
+        if records_held():
+            return  # a single run that has not started: it writes no record yet
         self.result.seconds = time.perf_counter() - self._start
         write_result(self.run_dir, self.result)
 
@@ -147,7 +174,7 @@ class JobRecorder(Callback):
             return self._failed(error)
         except BaseException as error:  # Ctrl+C, or the launcher stopping the job
             self.result.status, self.result.error = INTERRUPTED, describe(error)
-            self._save()
+            self._save_or_log()
             raise
         self.result.metrics = metrics
         self.result.value = value
@@ -163,9 +190,17 @@ class JobRecorder(Callback):
 
     def _failed(self, error: Exception) -> float:
         self.result.status, self.result.error = FAILED, describe(error)
-        self._save()
+        self._save_or_log()
         if not self.in_sweep:
             raise error
         # The traceback lands in this job's log file; the sweep moves on to the next job.
         log.exception("run failed, recorded in %s", self.run_dir / RESULT_FILE)
         return math.nan
+
+    def _save_or_log(self) -> None:
+        """Record how the run ended; a record that cannot be written is logged, so that the
+        run's own error, the news, is the one raised."""
+        try:
+            self._save()
+        except OSError as unsaved:
+            log.error("could not record the run's end in %s: %s", self.run_dir, unsaved)
