@@ -7,9 +7,10 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from convnet.build import build_model
 from convnet.config import ConfigError, validate
 from convnet.runs import NoRunToResumeError
-from convnet.train import build_model, train
+from convnet.train import train
 from tests.compose import CONFIGS, compose_config
 
 DATA = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from convnet.train import build_model, train
+from convnet.build import build_model
+from convnet.train import train
 from tests.compose import TINY_SHAPES, compose_config
 
 

@@ -165,9 +165,9 @@ def test_resuming_with_other_optimizer_or_scheduler_values_names_them_and_what_w
         "optimizer.lr=0.5",
         "scheduler.pct_start=0.5",
     )
-    with caplog.at_level(logging.WARNING, logger="convnet.train"):
+    with caplog.at_level(logging.WARNING, logger="convnet.resume"):
         train(resumed)
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "convnet.train"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "convnet.resume"]
     assert line.startswith(f"resuming {checkpoint}: optimizer.lr=0.5 (the checkpoint's: 0.2) is")
     assert "ignored: a resumed run restores the checkpoint's optimizer state" in line
     assert "the schedule follows scheduler.pct_start=0.5 (the checkpoint's: 0.25)" in line

@@ -15,10 +15,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from convnet.build import build_model, resolved_config
 from convnet.evaluate import evaluate
 from convnet.module import CONFIG_KEY
 from convnet.stored_config import UntrustedConfigError, allowed_targets, trusted_run_config
-from convnet.train import build_model, resolved_config, train
+from convnet.train import train
 from convnet.visualize import visualize
 from tests.compose import REPO, TINY_SHAPES, compose_config
 

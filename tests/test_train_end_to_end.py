@@ -10,9 +10,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from convnet.build import build_model
 from convnet.config import ConfigError
 from convnet.evaluate import evaluate
-from convnet.train import build_model, train
+from convnet.train import train
 from tests.compose import compose_config
 
 pytestmark = pytest.mark.slow

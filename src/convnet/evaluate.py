@@ -10,13 +10,13 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from convnet.build import build_model, build_module, build_trainer
 from convnet.checkpoints import CheckpointError, check_compatible, read_checkpoint
 from convnet.config import ConfigError
 from convnet.console import metrics_table, show
 from convnet.data import ImageDataModule
 from convnet.module import CONFIG_KEY
 from convnet.stored_config import trusted_run_config
-from convnet.train import build_model, build_module, build_trainer
 
 log = logging.getLogger(__name__)
 

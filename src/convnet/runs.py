@@ -7,7 +7,6 @@ terminals or a job array, each get their own: the later ones add `_1`, `_2`...
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime
 import itertools
@@ -20,11 +19,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from convnet.resume import (
+    CHECKPOINTS,
+    LAST_CHECKPOINT,
+    NoRunToResumeError,
+    continued_run,
+    continues_runs,
+    last_checkpoint,
+    newest_resumable_run,
+    nothing_to_continue,
+    resumed_run,
+)
 from convnet.run_records import hold_records, take_hydra_files
 
-LAST = "last"
-CHECKPOINTS = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
 # What a run leaves in its folder (Hydra's configs, the resolved config, checkpoints,
 # TensorBoard events, result.json); a folder holding any of them holds a run.
 RUN_FILES = (".hydra", "config.yaml", CHECKPOINTS, "tensorboard", "result.json")
@@ -38,24 +45,8 @@ _chosen: dict[tuple[str, str], str] = {}
 _unclaimed: dict[str, tuple[tuple[str, str], str]] = {}
 
 
-class NoRunToResumeError(FileNotFoundError):
-    """ckpt_path=last, but no run under the runs folder has a last.ckpt."""
-
-
 class RunFolderError(ValueError):
     """The folder a run would write to holds another run; raised before anything is written."""
-
-
-def newest_resumable_run(runs_dir: Path) -> Path:
-    """Return the newest run folder under `runs_dir` holding checkpoints/last.ckpt."""
-    candidates = sorted(runs_dir.glob(f"*/{CHECKPOINTS}/{LAST_CHECKPOINT}"))
-    if not candidates:
-        raise NoRunToResumeError(
-            f"ckpt_path=last: no run to resume under {runs_dir} (no */{CHECKPOINTS}/"
-            f"{LAST_CHECKPOINT}). Start a fresh run without ckpt_path, or give the path of "
-            "a checkpoint: ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt"
-        )
-    return candidates[-1].parent.parent
 
 
 def _named_by_time(runs_dir: Path, stamp: str) -> itertools.chain[Path]:
@@ -100,14 +91,9 @@ def run_dir(runs_dir: str, ckpt_path: str | None) -> str:
     if key in _chosen:
         return _chosen[key]
     base = Path(runs_dir)
-    chosen = None
-    if ckpt_path == LAST:
-        # With nothing to resume, a fresh folder: the run itself then stops with a clear
-        # error (an exception here would surface as a Hydra internal error).
-        with contextlib.suppress(NoRunToResumeError):
-            chosen = newest_resumable_run(base)
-    elif ckpt_path and _is_inside(Path(ckpt_path).resolve(), base.resolve()):
-        chosen = Path(ckpt_path).resolve().parent.parent
+    # With nothing to resume, a fresh folder: the run itself then stops with a clear error
+    # (an exception here would surface as a Hydra internal error).
+    chosen = continued_run(ckpt_path, base)
     if chosen is None:
         stamp = datetime.datetime.now().strftime(STAMP)
         chosen = fresh_run_dir(base, stamp=stamp)
@@ -144,10 +130,6 @@ def claim_run_folder(folder: Path, existed: bool) -> Path:
     return folder
 
 
-def _is_inside(path: Path, folder: Path) -> bool:
-    return path.parent.name == CHECKPOINTS and path.parent.parent.parent == folder
-
-
 def register_resolvers() -> None:
     """Make `${run_dir:...}` available to configs (idempotent)."""
     if not OmegaConf.has_resolver("run_dir"):
@@ -171,26 +153,15 @@ def run_contents(folder: Path) -> list[str]:
     return found
 
 
-def resumed_run(ckpt_path: str | None, output_dir: Path) -> Path | None:
-    """Return the run folder that `ckpt_path` continues: `output_dir` for `last`, the run of
-    a checkpoint in a run's checkpoints/ folder, None for a fresh run."""
-    if not ckpt_path:
-        return None
-    if ckpt_path == LAST:
-        return output_dir
-    path = Path(ckpt_path).absolute()
-    return path.parent.parent if path.parent.name == CHECKPOINTS else None
-
-
 def check_run_folder(folder: Path, key: str, ckpt_path: str | None, resumed: Path | None) -> None:
     """Raise RunFolderError when `folder` (given by config `key`) holds a run this one would
     overwrite: any run, unless `resumed` (the run being continued) is that very folder."""
     contents = run_contents(folder)
     if not contents:
         return
-    resumable = (folder / CHECKPOINTS / LAST_CHECKPOINT).is_file()
+    resumable = last_checkpoint(folder).is_file()
     if resumed is not None and resumed.absolute() == folder.absolute():
-        if ckpt_path != LAST or resumable:
+        if not nothing_to_continue(ckpt_path, folder):
             return
         raise RunFolderError(
             f"ckpt_path=last: {key}={folder} holds a run ({', '.join(contents)}) but no "
@@ -235,14 +206,15 @@ def check_run_folders(config: DictConfig) -> None:
     check_run_folder(run_folder, "hydra.run.dir", ckpt_path, resumed)
     if output_dir != run_folder:
         check_run_folder(output_dir, "paths.output_dir", ckpt_path, resumed)
-    if ckpt_path == LAST and "train" in config and not run_contents(output_dir):
+    empty = not run_contents(output_dir)
+    if "train" in config and empty and nothing_to_continue(ckpt_path, output_dir):
         # Nothing to continue: say so before Hydra makes an empty run folder. Under the
         # runs folder, the run_dir resolver chose a fresh folder because none can resume.
         newest_resumable_run(run_folder.parent)
         raise NoRunToResumeError(
             f"ckpt_path=last: {output_dir} holds no run to continue (no {CHECKPOINTS}/"
-            f"{LAST_CHECKPOINT}). Give the folder of the run to resume, or leave ckpt_path "
-            "unset for a fresh run."
+            f"{LAST_CHECKPOINT}). Give the folder of the run to resume, or leave "
+            "ckpt_path unset for a fresh run."
         )
 
 
@@ -269,7 +241,7 @@ def check_sweep_folder(config: DictConfig) -> None:
     """Raise RunFolderError when a sweep's folder holds an earlier sweep whose job folders
     this one would overwrite (unless it continues them: an Optuna study stored there numbers
     its new jobs after the earlier ones, and ckpt_path=last continues each job's run)."""
-    if OmegaConf.select(config, "hydra.sweeper.storage") or config.get("ckpt_path") == LAST:
+    if OmegaConf.select(config, "hydra.sweeper.storage") or continues_runs(config.get("ckpt_path")):
         return
     HydraConfig.instance().set_config(config)
     sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -9,6 +9,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
+from convnet.build import build_model, build_module
 from convnet.callbacks.base import PictureCallback, PictureContext
 from convnet.callbacks.mistakes import Mistakes
 from convnet.callbacks.render import save_png
@@ -17,7 +18,6 @@ from convnet.checkpoints import check_compatible
 from convnet.config import ConfigError
 from convnet.console import per_class_table, show
 from convnet.evaluate import load_checkpoint, run_config
-from convnet.train import build_model, build_module
 
 log = logging.getLogger(__name__)
 

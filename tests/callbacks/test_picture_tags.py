@@ -8,11 +8,11 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.tensorboard import SummaryWriter
 
+from convnet.build import build_model
 from convnet.callbacks import FeatureMaps, FilterImages, FilterResponse, GradCAM
 from convnet.callbacks.base import PictureContext, write_pictures
 from convnet.callbacks.render import MAX_SIZE
 from convnet.callbacks.state import left_as_found
-from convnet.train import build_model
 from tests.callbacks.conftest import logged_images, read_events
 from tests.compose import TINY_SHAPES, compose_config
 

@@ -9,8 +9,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torchvision.models.vgg import cfgs as TORCHVISION_LAYERS
 
+from convnet.build import build_model
 from convnet.models import VGG, CustomNet, ResNet
-from convnet.train import build_model
 
 MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 NAMES = sorted(path.stem for path in MODEL_CONFIGS.glob("*.yaml"))

@@ -10,9 +10,10 @@ import torch
 import torchvision
 from torch import nn
 
+from convnet.build import build_model
 from convnet.models.pretrained import PretrainedError
 from convnet.module import ImageClassifier
-from convnet.train import build_model, train
+from convnet.train import train
 from tests.compose import compose_config
 
 # What unpickling a refused object would have done: nothing may ever land here.

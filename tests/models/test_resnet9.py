@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from convnet.build import build_model
 from convnet.models import CustomNet
-from convnet.train import build_model
 from tests.compose import compose_config
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs as TORCHVISION_LAYERS
 
+from convnet.build import build_network
 from convnet.models import (
     VGG,
     CustomNet,
@@ -17,7 +18,6 @@ from convnet.models import (
     smallest_image_size,
 )
 from convnet.models.shape_check import warn_one_pixel_convolutions
-from convnet.train import build_network
 
 VGG16 = TORCHVISION_LAYERS["D"]
 

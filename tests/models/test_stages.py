@@ -8,9 +8,9 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.models.vgg import cfgs as TORCHVISION_LAYERS
 
+from convnet.build import build_network
 from convnet.models import VGG, CustomNet, ResNet, StageInfo
 from convnet.models.trace import capture_outputs, trace
-from convnet.train import build_network
 
 IMAGE = 64  # pixels: large enough for five halvings, small enough to run on a CPU
 

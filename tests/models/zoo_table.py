@@ -17,9 +17,9 @@ import torch
 import torchvision
 from rich.table import Table
 
+from convnet.build import build_model
 from convnet.console import show
 from convnet.summary import summarize
-from convnet.train import build_model
 from tests.compose import CONFIGS, compose_config
 
 # Published counts for the CIFAR-10 shape: He et al. 2016, table 6 (option A shortcuts).

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     # torch and the model zoo only once the config is known to be good.
     import torch
 
+    from convnet.build import build_model
     from convnet.summary import draw, summarize, summary_table
-    from convnet.train import build_model
 
     choices = cfg.hydra.runtime.choices
     # On the meta device no weights are allocated or initialised; the size check still runs.

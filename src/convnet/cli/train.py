@@ -19,15 +19,16 @@ def main(cfg: DictConfig) -> float | None:
         show(config_tree(cfg))
         # A bad value fails here, before torch and Lightning are imported (seconds).
         validate(cfg)
+        from convnet.resume import Resume
         from convnet.sweeps.results import JobRecorder
-        from convnet.train import resume_checkpoint, train
+        from convnet.train import train
 
         lightning_logs_once()
 
         resume = None
         if HydraConfig.get().mode == RunMode.RUN:
             # A checkpoint that cannot be resumed fails before result.json is written over.
-            resume = resume_checkpoint(cfg)
+            resume = Resume.from_config(cfg)
         # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is recorded
         # and returns NaN instead of stopping the sweep.
         recorder = JobRecorder.for_run(cfg)

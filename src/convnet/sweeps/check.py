@@ -126,7 +126,7 @@ def _changed(what: str) -> SweeperChangedError:
 def check_job(config_name: str, overrides: Sequence[str]) -> None:
     """Compose one job's config and build its data module, model and optimizer; raise
     whatever they raise."""
-    from convnet.train import build_model  # torch: only once a sweep is being checked
+    from convnet.build import build_model  # torch: only once a sweep is being checked
 
     cfg = compose_in_running_hydra(config_name, overrides)
     validate(cfg)

@@ -29,8 +29,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from convnet.checks import ConfigError
 from convnet.run_records import records_held
-from convnet.train import metric_value
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +204,14 @@ class JobRecorder(Callback):
             self._save()
         except OSError as unsaved:
             log.error("could not record the run's end in %s: %s", self.run_dir, unsaved)
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """Return the metric `name` for a sweeper, with an error listing what exists."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric={name} was not logged; logged metrics: {', '.join(sorted(metrics))}"
+        )
+    return metrics[name]

@@ -1,0 +1,220 @@
+"""What a run continues: `ckpt_path` interpreted in one place, the checkpoint read once.
+
+`ckpt_path` is unset (a fresh run), `last` (the newest run's checkpoints/last.ckpt, or
+that of the run folder given) or a checkpoint file. Everything that depends on it asks
+this module: the run-folder choice (`continued_run`, used by the `${run_dir:...}`
+resolver), the folder guard (`resumed_run`, `check_resumable`), and the run itself, which
+gets one `Resume` value, made by `Resume.from_config`: the file, the run folder, the
+checkpoint's contents (read once, checked to have epochs left and an optimizer the run can
+restore) and its global step (what the TensorBoard logger purges from).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from convnet.checks import ConfigError
+
+log = logging.getLogger(__name__)
+
+LAST = "last"
+CHECKPOINTS = "checkpoints"  # <run>/checkpoints/
+LAST_CHECKPOINT = "last.ckpt"  # written every epoch
+# What a resumed run takes from its checkpoint whatever the config says.
+RESTORED = "optimizer"
+# What it builds anew from the config, from the checkpoint's step on.
+REBUILT = "scheduler"
+_UNSET = "unset"
+
+
+class NoRunToResumeError(FileNotFoundError):
+    """ckpt_path=last, but no run under the runs folder has a last.ckpt."""
+
+
+def continues_runs(ckpt_path: str | None) -> bool:
+    """Return whether `ckpt_path` continues whichever run its folder holds (`last`), as
+    each job of a sweep given ckpt_path=last continues its own folder's run."""
+    return ckpt_path == LAST
+
+
+def newest_resumable_run(runs_dir: Path) -> Path:
+    """Return the newest run folder under `runs_dir` holding checkpoints/last.ckpt."""
+    candidates = sorted(runs_dir.glob(f"*/{CHECKPOINTS}/{LAST_CHECKPOINT}"))
+    if not candidates:
+        raise NoRunToResumeError(
+            f"ckpt_path=last: no run to resume under {runs_dir} (no */{CHECKPOINTS}/"
+            f"{LAST_CHECKPOINT}). Start a fresh run without ckpt_path, or give the path of "
+            "a checkpoint: ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt"
+        )
+    return candidates[-1].parent.parent
+
+
+def continued_run(ckpt_path: str | None, runs_dir: Path) -> Path | None:
+    """Return the folder under `runs_dir` a run with `ckpt_path` continues, None for a fresh
+    one: the newest resumable run for `last` (none: a fresh folder, where the run then stops
+    with NoRunToResumeError), the run of a checkpoint in a run's checkpoints/ folder there."""
+    if continues_runs(ckpt_path):
+        try:
+            return newest_resumable_run(runs_dir)
+        except NoRunToResumeError:
+            return None
+    if ckpt_path:
+        path = Path(ckpt_path).resolve()
+        if path.parent.name == CHECKPOINTS and path.parent.parent.parent == runs_dir.resolve():
+            return path.parent.parent
+    return None
+
+
+def resumed_run(ckpt_path: str | None, output_dir: Path) -> Path | None:
+    """Return the run folder that `ckpt_path` continues: `output_dir` for `last`, the run of
+    a checkpoint in a run's checkpoints/ folder, None for a fresh run."""
+    if not ckpt_path:
+        return None
+    if continues_runs(ckpt_path):
+        return output_dir
+    path = Path(ckpt_path).absolute()
+    return path.parent.parent if path.parent.name == CHECKPOINTS else None
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """Return where the last.ckpt of the run in `run_dir` lives."""
+    return run_dir / CHECKPOINTS / LAST_CHECKPOINT
+
+
+def nothing_to_continue(ckpt_path: str | None, folder: Path) -> bool:
+    """Return whether `ckpt_path` asks to continue the run in `folder` and it holds no
+    last.ckpt to continue from."""
+    return continues_runs(ckpt_path) and not last_checkpoint(folder).is_file()
+
+
+def checkpoint_file(ckpt_path: str | None, run_dir: Path) -> Path | None:
+    """Return the checkpoint file a run in `run_dir` resumes from, None for a fresh run;
+    raise naming the fix when there is no such file."""
+    if not ckpt_path:
+        return None
+    if continues_runs(ckpt_path):
+        path = last_checkpoint(run_dir)
+        if not path.is_file():
+            newest_resumable_run(run_dir.parent)  # names the runs folder and the fix
+        return path
+    if not Path(ckpt_path).is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: no such checkpoint file. Give the path of a .ckpt file, "
+            "`last` to resume the newest run, or leave ckpt_path unset."
+        )
+    return Path(ckpt_path)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What one run continues, made once from its config (see `from_config`)."""
+
+    path: Path | None  # the checkpoint file; None for a fresh run
+    run_dir: Path  # the folder the run writes to
+    checkpoint: dict[str, Any] | None  # its contents when training, read once; else None
+    global_step: int | None  # the checkpoint's optimizer steps, when training from it
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Resume:
+        """Return what the run `cfg` continues; a training run's checkpoint is read (once,
+        memory-mapped) and checked to have epochs left and an optimizer the run can restore."""
+        from convnet.checkpoints import read_checkpoint  # torch: only once a run is built
+
+        run_dir = Path(cfg.paths.output_dir)
+        path = checkpoint_file(cfg.get("ckpt_path"), run_dir)
+        if path is None or not cfg.get("train", True):
+            return cls(path, run_dir, None, None)
+        checkpoint = read_checkpoint(path)
+        check_unfinished(path, checkpoint, cfg)
+        check_resume_settings(path, checkpoint, cfg)
+        step = checkpoint.get("global_step")
+        return cls(path, run_dir, checkpoint, None if step is None else int(step))
+
+
+def check_unfinished(path: Path, checkpoint: dict[str, Any], cfg: DictConfig) -> None:
+    """Raise ConfigError if the checkpoint (read from `path`) has already trained all its
+    epochs: the fit would do nothing and the run folder would be written for no reason."""
+    loops = checkpoint.get("loops") or {}
+    progress = loops.get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    # `processed` counts the epochs whose batches all ran; `completed` lags one behind
+    # in the checkpoint written at the end of an epoch.
+    done, max_epochs = int(progress.get("processed", 0)), int(cfg.trainer.max_epochs)
+    if done >= max_epochs:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: {path} has trained all of its {done} epochs "
+            f"(trainer.max_epochs={max_epochs}). To train longer, raise trainer.max_epochs; "
+            f"to score it, run scripts/eval.py ckpt_path={path}"
+        )
+
+
+def _differences(now: Any, then: Any, key: str) -> list[tuple[str, Any, Any]]:
+    """Return (key, value now, value in the checkpoint's run) for each differing leaf."""
+    if isinstance(now, dict) and isinstance(then, dict):
+        keys = sorted(now.keys() | then.keys())
+        return [
+            difference
+            for name in keys
+            for difference in _differences(
+                now.get(name, _UNSET), then.get(name, _UNSET), f"{key}.{name}"
+            )
+        ]
+    return [] if now == then else [(key, now, then)]
+
+
+def check_resume_settings(path: Path, checkpoint: dict[str, Any], cfg: DictConfig) -> None:
+    """Say which optimizer and scheduler values of `cfg` differ from those of the run that
+    wrote the checkpoint: a resumed run restores the checkpoint's optimizer state (its
+    learning rate, momentum, weight decay...), so optimizer values are ignored, with a
+    warning, and another optimizer is a ConfigError (its state would not load); scheduler
+    values shape the schedule from the checkpoint's step on, which the warning says."""
+    from convnet.module import CONFIG_KEY
+
+    stored = checkpoint.get(CONFIG_KEY)
+    if not isinstance(stored, dict):
+        return  # a checkpoint without its run's config: nothing to compare
+    now = {key: _plain(cfg.get(key)) for key in (RESTORED, REBUILT)}
+    ignored = _differences(now[RESTORED], stored.get(RESTORED), RESTORED)
+    reshaping = _differences(now[REBUILT], stored.get(REBUILT), REBUILT)
+    target = f"{RESTORED}._target_"
+    for key, value, was in ignored:
+        if key == target:
+            raise ConfigError(
+                f"{key}={value}: {path} was trained with {was}, whose state a resumed "
+                "run restores and this optimizer cannot take. Resume with the checkpoint's "
+                f"optimizer (see its run's config.yaml), or start a fresh run from its weights: "
+                f"model.pretrained={path} without ckpt_path."
+            )
+    said = []
+    if ignored:
+        verb = "is" if len(ignored) == 1 else "are"
+        said.append(
+            f"{_listed(ignored)} {verb} ignored: a resumed run restores the checkpoint's "
+            "optimizer state, with its values"
+        )
+    if reshaping:
+        step = checkpoint.get("global_step", "?")
+        said.append(
+            f"from step {step} on, the schedule follows {_listed(reshaping)}, its peak still "
+            "the checkpoint's learning rate"
+        )
+    if said:
+        log.warning(
+            "resuming %s: %s. To train with them from the start of a schedule, start a "
+            "fresh run from its weights: model.pretrained=%s and no ckpt_path.",
+            path,
+            "; ".join(said),
+            path,
+        )
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def _listed(differences: list[tuple[str, Any, Any]]) -> str:
+    return ", ".join(f"{key}={value} (the checkpoint's: {was})" for key, value, was in differences)
