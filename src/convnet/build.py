@@ -29,7 +29,7 @@ from convnet.host_memory import keep_freed_memory
 from convnet.models import check_network
 from convnet.models.pretrained import load_pretrained
 from convnet.module import ImageClassifier
-from convnet.runs import CHECKPOINTS, LAST_CHECKPOINT
+from convnet.resume import Resume, last_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,6 @@ def prepare_host_memory(cfg: DictConfig) -> bool:
     return False
 
 
-def last_checkpoint(cfg: DictConfig) -> Path:
-    """Return where this run's last.ckpt lives."""
-    return Path(cfg.paths.output_dir) / CHECKPOINTS / LAST_CHECKPOINT
-
-
 def logger_options(logger_cfg: DictConfig, purge_step: int | None) -> dict[str, Any]:
     """Return the options a logger gets beyond its config: `purge_step` for the TensorBoard
     logger of a resumed training run, the global step of the checkpoint it resumes from.
@@ -161,13 +156,16 @@ def logger_options(logger_cfg: DictConfig, purge_step: int | None) -> dict[str, 
 
 
 def build_trainer(
-    cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), purge_step: int | None = None
+    cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), resume: Resume | None = None
 ) -> L.Trainer:
     """Return the Lightning Trainer with the run's callbacks and loggers (and `extra_callbacks`).
 
-    purge_step: the global step of the checkpoint a training run resumes from (see
-    logger_options), None for a fresh run or one that only evaluates.
+    resume: what a training run continues (convnet.resume): its TensorBoard logger purges
+    the steps from the checkpoint's on (see logger_options), and its checkpoint, read
+    already, is handed to Lightning instead of being read again.
     """
+    purge_step = resume.global_step if resume is not None else None
+    read = (resume.path, resume.checkpoint) if resume and resume.checkpoint is not None else None
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += extra_callbacks
     loggers = [
@@ -185,9 +183,9 @@ def build_trainer(
         callbacks=[
             *callbacks,
             DivergenceGuard(loss_factor=cfg.get("divergence_loss_factor", LOSS_FACTOR)),
-            CheckpointOnInterrupt(last_checkpoint(cfg)),
+            CheckpointOnInterrupt(last_checkpoint(Path(cfg.paths.output_dir))),
         ],
         logger=loggers or False,
         precision=precision_for(cfg.trainer),
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(read)],
     )

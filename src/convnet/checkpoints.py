@@ -28,7 +28,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Lightning's own save stages the file in the system temp folder and moves it, which is
     a copy (not atomic) when that folder is on another file system. A rename within one
     folder is atomic: a kill at any moment leaves either the old file or the new one.
+
+    read: a checkpoint already read (its path and contents), which Lightning's first load
+    of that path is given instead of reading the file again (a resumed run reads its
+    checkpoint once); later loads, such as the test's best checkpoint, read their files.
     """
+
+    def __init__(self, read: tuple[Path, dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self._read = read
+
+    def load_checkpoint(
+        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if self._read is not None and Path(path).resolve() == self._read[0].resolve():
+            checkpoint, self._read = self._read[1], None
+            return checkpoint
+        if map_location is None:
+            return super().load_checkpoint(path, weights_only=weights_only)
+        return super().load_checkpoint(path, map_location, weights_only)
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None

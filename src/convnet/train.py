@@ -78,7 +78,7 @@ def train(
     module = build_module(cfg, build_network(cfg))
     if resume.checkpoint is not None:
         check_compatible(resume.checkpoint["state_dict"], module, resume.path)
-    trainer = build_trainer(cfg, callbacks, purge_step=resume.global_step)
+    trainer = build_trainer(cfg, callbacks, resume)
     # Every check has passed: the run's records are written from here on. A command that
     # failed before left its folder, and the run it meant to continue, as they were.
     start_records()
