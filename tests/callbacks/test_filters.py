@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from convnet.callbacks import FilterImages
-from convnet.callbacks.filters import CELL, choose, filter_picture
+from convnet.callbacks.filter_grid import CELL, choose, filter_picture
 from convnet.callbacks.render import LINE_HEIGHT, MAX_SIZE, text_width
 from tests.callbacks.conftest import logged_images, read_events
 
