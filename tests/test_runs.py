@@ -14,6 +14,7 @@ from convnet.runs import (
     check_sweep_folder,
     claim_fresh_run_dir,
     claim_run_folder,
+    claim_sweep_folder,
     fresh_run_dir,
     newest_resumable_run,
     run_dir,
@@ -200,6 +201,21 @@ def test_a_sweep_into_the_folder_of_an_earlier_sweep_stops_unless_it_continues_i
         check_sweep_folder(cfg)
     resumed = compose_config("train", [f"hydra.sweep.dir={sweep}", "ckpt_path=last"], tmp_path)
     check_sweep_folder(resumed)
+
+
+def test_sweeps_started_in_the_same_second_each_claim_their_own_folder(tmp_path: Path) -> None:
+    # The default sweep folder is named by the second: both configs resolve the same name.
+    fixed = "hydra.sweep.dir=${paths.log_dir}/multiruns/${now:2026-01-01_00-00-00}"
+    first = compose_config("train", [fixed], tmp_path)
+    second = compose_config("train", [fixed], tmp_path)
+    claimed = [claim_sweep_folder(cfg) for cfg in (first, second)]
+    assert [path.name for path in claimed] == ["2026-01-01_00-00-00", "2026-01-01_00-00-00_1"]
+    for cfg, path in zip((first, second), claimed, strict=True):
+        assert path.is_dir() and cfg.hydra.sweep.dir == str(path)
+        # Each job is composed again from the overrides: they carry the claimed folder.
+        assert cfg.hydra.overrides.hydra[-1] == f"hydra.sweep.dir='{path}'"
+    named = compose_config("train", [f"hydra.sweep.dir={tmp_path / 'mine'}"], tmp_path)
+    assert claim_sweep_folder(named) is None  # a folder given by name is checked instead
 
 
 @pytest.mark.slow

@@ -237,11 +237,43 @@ def begin_run(config: DictConfig) -> Path:
     return claimed
 
 
+def _continues_a_sweep(config: DictConfig) -> bool:
+    """Return whether the sweep continues the one its folder holds: an Optuna study stored
+    there numbers its new jobs after the earlier ones, ckpt_path=last continues each job."""
+    storage = OmegaConf.select(config, "hydra.sweeper.storage")
+    return bool(storage) or continues_runs(config.get("ckpt_path"))
+
+
+def claim_sweep_folder(config: DictConfig) -> Path | None:
+    """Make a sweep's time-named folder (`hydra.sweep.dir` with `${now:...}`, the default)
+    its own and return it, None for a folder given by name: sweeps started in the same
+    second get <time>_1, _2... The claimed folder is written into `config` and into the
+    overrides Hydra composes each job from, so every job lands in it."""
+    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("dir")
+    if "${now:" not in str(raw):
+        return None
+    HydraConfig.instance().set_config(config)
+    named = Path(str(config.hydra.sweep.dir))
+    claimed = claim_fresh_run_dir(named.parent, named.name)
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweep.dir = str(claimed)
+        config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{claimed}'")
+    return claimed
+
+
+def begin_sweep(config: DictConfig) -> None:
+    """Give a sweep a folder of its own before Hydra writes anything: a fresh time-named
+    folder is claimed (see claim_sweep_folder), a folder given by name is checked (see
+    check_sweep_folder); a sweep that continues its folder's sweep keeps it."""
+    if _continues_a_sweep(config) or claim_sweep_folder(config) is None:
+        check_sweep_folder(config)
+
+
 def check_sweep_folder(config: DictConfig) -> None:
     """Raise RunFolderError when a sweep's folder holds an earlier sweep whose job folders
     this one would overwrite (unless it continues them: an Optuna study stored there numbers
     its new jobs after the earlier ones, and ckpt_path=last continues each job's run)."""
-    if OmegaConf.select(config, "hydra.sweeper.storage") or continues_runs(config.get("ckpt_path")):
+    if _continues_a_sweep(config):
         return
     HydraConfig.instance().set_config(config)
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -280,7 +312,7 @@ class RunFolderGuard(Callback):
         take_hydra_files(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _exit_on_error(check_sweep_folder, config)
+        _exit_on_error(begin_sweep, config)
 
 
 def _exit_on_error(check: Callable[[DictConfig], object], config: DictConfig) -> None:
