@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from convnet import train as train_module
+from convnet import build as train_module
 from convnet.host_memory import glibc_version
 
 glibc_only = pytest.mark.skipif(glibc_version() is None, reason="mallopt is glibc's")
