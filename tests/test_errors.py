@@ -102,7 +102,6 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
             ["ckpt_path=missing.ckpt"],
             "CheckpointError: checkpoint missing.ckpt: no such file",
         ),
-        ("visualize.py", ["ckpt_path=missing.ckpt"], "CheckpointError: checkpoint missing.ckpt"),
         ("summary.py", ["data.image_size=2"], "ValueError: VGG cannot take image_size=[2, 2]"),
         (
             "summary.py",

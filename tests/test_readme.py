@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from tests.compose import REPO, compose_config
+from tests.compose import REPO, TINY_SHAPES, compose_config
 
 README = (REPO / "README.md").read_text()
 # Commands are the README's indented code lines that run a script.
@@ -108,7 +108,8 @@ def test_the_readmes_python_example_runs_as_written(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_readme_train_resume_and_eval_commands_run(tmp_path: Path) -> None:
     train = str(REPO / "scripts" / "train.py")
-    quick = ["debug=fast", "callbacks.rich_progress_bar=null"]
+    # The README's commands on tiny data, with checkpoints and TensorBoard but no pictures.
+    quick = ["debug=fast", *TINY_SHAPES, "callbacks=minimal", "callbacks.rich_progress_bar=null"]
     _run([train, *quick], tmp_path)
     (run,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
     assert (run / ".hydra" / "config.yaml").is_file()
@@ -121,7 +122,8 @@ def test_readme_train_resume_and_eval_commands_run(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "outputs" / "train" / "runs").iterdir()] == [run.name]
 
     output = _run(
-        [str(REPO / "scripts" / "eval.py"), f"ckpt_path={run}/checkpoints/last.ckpt"], tmp_path
+        [str(REPO / "scripts" / "eval.py"), f"ckpt_path={run}/checkpoints/last.ckpt"],
+        tmp_path,
     )
     assert "test" in output and "acc" in output
     (evaluation,) = (tmp_path / "outputs" / "eval" / "runs").iterdir()
