@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from convnet import checks
+from convnet import checks, keys
 from convnet.checks import ConfigError as ConfigError
 from convnet.checks import refuse
 
@@ -32,15 +32,15 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "optimizer.lr": checks.positive_number,
     "optimizer.weight_decay": checks.non_negative_number,
     "optimizer.momentum": checks.fraction,
-    "data.batch_size": checks.positive_int,
-    "data.eval_batch_size": checks.positive_int,
-    "data.num_classes": functools.partial(checks.int_at_least, minimum=2),
-    "data.in_channels": checks.positive_int,
-    "data.image_size": checks.to_pair,
-    "data.crop_padding": checks.non_negative_int,
-    "data.num_workers": checks.non_negative_int,
+    keys.BATCH_SIZE: checks.positive_int,
+    keys.EVAL_BATCH_SIZE: checks.positive_int,
+    keys.NUM_CLASSES: functools.partial(checks.int_at_least, minimum=2),
+    keys.IN_CHANNELS: checks.positive_int,
+    keys.IMAGE_SIZE: checks.to_pair,
+    keys.CROP_PADDING: checks.non_negative_int,
+    keys.NUM_WORKERS: checks.non_negative_int,
     "trainer.max_epochs": checks.positive_int,
-    "module.label_smoothing": checks.fraction,
+    keys.LABEL_SMOOTHING: checks.fraction,
     "seed": checks.integer,
     "divergence_loss_factor": checks.positive_number,
     "keep_host_memory": checks.boolean,

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as F
 
+from convnet import keys
 from convnet.build import build_model
 from convnet.checkpoints import CheckpointError, check_compatible
 from convnet.checks import ConfigError, positive_int, to_pair
@@ -50,8 +51,8 @@ class EvalTransform:
         mean: Sequence[float],
         std: Sequence[float],
     ) -> None:
-        self.in_channels = positive_int(in_channels, "data.in_channels")
-        self.image_size = to_pair(image_size, "data.image_size")
+        self.in_channels = positive_int(in_channels, keys.IN_CHANNELS)
+        self.image_size = to_pair(image_size, keys.IMAGE_SIZE)
         self.batch_transform = BatchTransform(mean, std, image_size=self.image_size)
 
     @classmethod

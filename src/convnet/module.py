@@ -16,6 +16,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from convnet import keys
 from convnet.checks import fraction
 from convnet.hardware import describe, memory_format_for
 
@@ -62,7 +63,7 @@ class ImageClassifier(L.LightningModule):
         memory_format: torch.memory_format | None = None,
     ) -> None:
         super().__init__()
-        label_smoothing = fraction(label_smoothing, "module.label_smoothing")
+        label_smoothing = fraction(label_smoothing, keys.LABEL_SMOOTHING)
         self.save_hyperparameters(
             ignore=["model", "optimizer", "scheduler", "config", "memory_format"]
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from convnet import keys
 from convnet.checks import ConfigError
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,8 @@ class Resume:
         from convnet.checkpoints import read_checkpoint  # torch: only once a run is built
 
         run_dir = Path(cfg.paths.output_dir)
-        path = checkpoint_file(cfg.get("ckpt_path"), run_dir)
-        if path is None or not cfg.get("train", True):
+        path = checkpoint_file(cfg.get(keys.CKPT_PATH), run_dir)
+        if path is None or not cfg.get(keys.TRAIN, True):
             return cls(path, run_dir, None, None)
         checkpoint = read_checkpoint(path)
         check_unfinished(path, checkpoint, cfg)

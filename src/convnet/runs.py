@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from convnet import keys
 from convnet.resume import (
     CHECKPOINTS,
     LAST_CHECKPOINT,
@@ -199,15 +200,15 @@ def check_run_folders(config: DictConfig) -> None:
     """
     config, run_folder = _as_in_the_run(config)
     run_folder = run_folder.absolute()
-    output_dir = Path(str(OmegaConf.select(config, "paths.output_dir", default=run_folder)))
+    output_dir = Path(str(OmegaConf.select(config, keys.OUTPUT_DIR, default=run_folder)))
     output_dir = output_dir.absolute()
-    ckpt_path = OmegaConf.select(config, "ckpt_path", default=None)
+    ckpt_path = OmegaConf.select(config, keys.CKPT_PATH, default=None)
     resumed = resumed_run(ckpt_path and str(ckpt_path), output_dir)
     check_run_folder(run_folder, "hydra.run.dir", ckpt_path, resumed)
     if output_dir != run_folder:
-        check_run_folder(output_dir, "paths.output_dir", ckpt_path, resumed)
+        check_run_folder(output_dir, keys.OUTPUT_DIR, ckpt_path, resumed)
     empty = not run_contents(output_dir)
-    if "train" in config and empty and nothing_to_continue(ckpt_path, output_dir):
+    if keys.TRAIN in config and empty and nothing_to_continue(ckpt_path, output_dir):
         # Nothing to continue: say so before Hydra makes an empty run folder. Under the
         # runs folder, the run_dir resolver chose a fresh folder because none can resume.
         newest_resumable_run(run_folder.parent)
@@ -230,7 +231,7 @@ def begin_run(config: DictConfig) -> Path:
     existed = folder.is_dir()
     check_run_folders(config)
     claimed = claim_run_folder(folder, existed)
-    if "train" in config:
+    if keys.TRAIN in config:
         # Only the training task (convnet.train.train) starts its records; others keep
         # Hydra's way. The log is held when the folder holds the run being continued.
         hold_records(config, log=bool(run_contents(claimed)))
@@ -240,8 +241,8 @@ def begin_run(config: DictConfig) -> Path:
 def _continues_a_sweep(config: DictConfig) -> bool:
     """Return whether the sweep continues the one its folder holds: an Optuna study stored
     there numbers its new jobs after the earlier ones, ckpt_path=last continues each job."""
-    storage = OmegaConf.select(config, "hydra.sweeper.storage")
-    return bool(storage) or continues_runs(config.get("ckpt_path"))
+    storage = OmegaConf.select(config, keys.SWEEPER_STORAGE)
+    return bool(storage) or continues_runs(config.get(keys.CKPT_PATH))
 
 
 def claim_sweep_folder(config: DictConfig) -> Path | None:

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from convnet import keys
 from convnet.build import (
     build_module,
     build_network,
@@ -70,7 +71,7 @@ def train(
     prepare_host_memory(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)
-    if cfg.get("train", True):
+    if cfg.get(keys.TRAIN, True):
         # The data is loaded now, so a data set that is missing or does not fit the config
         # fails before the run writes anything (Lightning's fit finds it loaded).
         datamodule.prepare_data()
@@ -84,7 +85,7 @@ def train(
     start_records()
     save_resolved_config(cfg)
 
-    if cfg.get("train", True):
+    if cfg.get(keys.TRAIN, True):
         if resume.path is not None:
             log.info("resuming from %s", resume.path)
         try:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from convnet import keys
 from convnet.checks import ConfigError, non_negative_int, refuse
 
 
@@ -52,7 +53,7 @@ class BatchTransform:
             )
         if any(s <= 0 for s in std):
             raise refuse("data.std", list(std), "numbers > 0, one per channel")
-        crop_padding = non_negative_int(crop_padding, "data.crop_padding")
+        crop_padding = non_negative_int(crop_padding, keys.CROP_PADDING)
         # Normalise after scaling uint8 to [0, 1]: fold both into one multiply-add.
         self.scale = torch.tensor([1 / (255 * s) for s in std])[None, :, None, None]
         self.shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)])

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from convnet import keys
 from convnet.checks import ConfigError, int_at_least, non_negative_int, positive_int, to_pair
 from convnet.data.augment import BatchTransform
 from convnet.data.batches import EpochBatchSampler, ResumableLoader, TensorBatches
@@ -55,18 +56,18 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_fold(fold, num_folds)
-        batch_size = positive_int(batch_size, "data.batch_size")
+        batch_size = positive_int(batch_size, keys.BATCH_SIZE)
         if eval_batch_size is not None:
-            eval_batch_size = positive_int(eval_batch_size, "data.eval_batch_size")
-        in_channels = positive_int(in_channels, "data.in_channels")
-        num_classes = int_at_least(num_classes, "data.num_classes", 2)
-        image_size = to_pair(image_size, "data.image_size")
+            eval_batch_size = positive_int(eval_batch_size, keys.EVAL_BATCH_SIZE)
+        in_channels = positive_int(in_channels, keys.IN_CHANNELS)
+        num_classes = int_at_least(num_classes, keys.NUM_CLASSES, 2)
+        image_size = to_pair(image_size, keys.IMAGE_SIZE)
         if len(mean) != in_channels:
             raise ConfigError(
                 f"data.mean has {len(mean)} values but data.in_channels={in_channels}; "
                 "give one mean and one std per channel"
             )
-        num_workers = non_negative_int(num_workers, "data.num_workers")
+        num_workers = non_negative_int(num_workers, keys.NUM_WORKERS)
         self.source = source
         self.in_channels = in_channels
         self.num_classes = num_classes

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
+from convnet import keys
 from convnet.checks import ConfigError, fraction, int_at_least, refuse
 
 
@@ -77,9 +78,9 @@ def check_fold(fold: int | None, num_folds: int) -> None:
     int_at_least(num_folds, "data.num_folds", 2)
     if fold is None:
         return
-    if int_at_least(fold, "data.fold", 0) >= num_folds:
+    if int_at_least(fold, keys.FOLD, 0) >= num_folds:
         raise refuse(
-            "data.fold",
+            keys.FOLD,
             fold,
             f"an integer from 0 to {num_folds - 1} (data.num_folds={num_folds}), or null for "
             "the data set's own train/val split",

@@ -15,12 +15,13 @@ from typing import Any
 
 import yaml
 
+from convnet import keys
 from convnet.sweeps.results import OK, RESULT_FILE, RUNNING, JobResult, read_result
 
 log = logging.getLogger(__name__)
 
 # Swept keys whose values are repeats of one setting rather than settings of their own.
-REPEAT_KEYS = ("seed", "data.fold")
+REPEAT_KEYS = (keys.SEED, keys.FOLD)
 
 
 @dataclass
