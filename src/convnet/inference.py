@@ -27,7 +27,7 @@ from convnet.build import build_model
 from convnet.checkpoints import CheckpointError, check_compatible
 from convnet.checks import ConfigError, positive_int, to_pair
 from convnet.data.augment import BatchTransform
-from convnet.data.folder import read_image
+from convnet.data.images import read_image
 from convnet.evaluate import load_checkpoint, run_config
 from convnet.module import CLASSES_KEY
 from convnet.visualize import pick_device

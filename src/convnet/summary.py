@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from convnet.checks import to_pair
 from convnet.models.fields import Field, leaf_fields
-from convnet.models.layers import to_pair
 from convnet.models.trace import trace
 
 

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from convnet.data.datamodule import ImageDataModule
-from convnet.data.folder import ImageFolderSource, PixelFormatError, read_image
+from convnet.data.folder import ImageFolderSource
+from convnet.data.images import PixelFormatError, read_image
 
 HEIGHT, WIDTH = 8, 32
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from convnet.data.folder import read_image
+from convnet.data.images import read_image
 from convnet.data.splits import TensorSplit
 
 UNKNOWN = -1  # label of an image given by the user

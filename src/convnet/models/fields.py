@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
-from convnet.models.layers import to_pair
+from convnet.checks import to_pair
 from convnet.models.resnet_blocks import PadShortcut
 from convnet.models.trace import Call, Trace
 

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convnet.models.layers import Pair, choose, same_pads, to_pair
+from convnet.checks import choose, to_pair
+from convnet.models.layers import Pair, same_pads
 
 
 class SamePadMaxPool2d(nn.MaxPool2d):

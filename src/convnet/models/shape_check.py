@@ -9,7 +9,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from convnet.models.layers import positive_int, to_pair
+from convnet.checks import positive_int, to_pair
 from convnet.models.trace import Call, Trace, trace
 
 log = logging.getLogger(__name__)
