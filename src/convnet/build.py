@@ -34,6 +34,20 @@ from convnet.resume import Resume, last_checkpoint
 log = logging.getLogger(__name__)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(device: str) -> torch.device:
+    """Return the device `device` names ("auto": CUDA when there, else the CPU)."""
+    if device not in DEVICES:
+        raise ConfigError(f"device={device!r} is not allowed: use one of {', '.join(DEVICES)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available: use device=cpu")
+    return torch.device(device)
+
+
 def build_model(model_cfg: DictConfig, pretrained_weights: bool = True) -> nn.Module:
     """Return the network a model config describes, checked to take the data's image size,
     with the weights of `model.pretrained` loaded if it names a file (so a size the network

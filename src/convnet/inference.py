@@ -23,14 +23,13 @@ from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as F
 
 from convnet import keys
-from convnet.build import build_model
+from convnet.build import build_model, pick_device
 from convnet.checkpoints import CheckpointError, check_compatible
 from convnet.checks import ConfigError, positive_int, to_pair
 from convnet.data.augment import BatchTransform
 from convnet.data.images import read_image
 from convnet.evaluate import load_checkpoint, run_config
 from convnet.module import CLASSES_KEY
-from convnet.visualize import pick_device
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
-from convnet.build import build_model, build_module
+from convnet.build import build_model, build_module, pick_device
 from convnet.callbacks.base import PictureCallback, PictureContext
 from convnet.callbacks.mistakes import Mistakes
 from convnet.callbacks.render import save_png
@@ -20,19 +19,6 @@ from convnet.console import per_class_table, show
 from convnet.evaluate import load_checkpoint, run_config
 
 log = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def pick_device(device: str) -> torch.device:
-    """Return the device `device` names ("auto": CUDA when there, else the CPU)."""
-    if device not in DEVICES:
-        raise ConfigError(f"device={device!r} is not allowed: use one of {', '.join(DEVICES)}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available: use device=cpu")
-    return torch.device(device)
 
 
 def picture_callbacks(callbacks_cfg: DictConfig | None) -> dict[str, PictureCallback]:
