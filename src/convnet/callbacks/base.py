@@ -3,9 +3,11 @@ draw, and leaving training as is.
 
 A picture is a `Picture`: its tag (convnet.callbacks.tags: `stage3/filters`), its image,
 a description that says what its axes, colours and scale mean, and a short display name.
-Every picture leaves the process through `write_pictures` (`log_pictures` from a
-trainer): TensorBoard gets the image with the description and display name in the tag's
-summary metadata, which its Images card shows and its HTTP API returns; scripts/visualize.py
+Every picture leaves the process through `send_pictures` (`log_pictures` from a
+trainer), to every logger that takes pictures: TensorBoard gets the image with the
+description and display name in the tag's summary metadata, which its Images card shows and
+its HTTP API returns; MLflow gets the same PNG as an artifact, `pictures/<tag>/step_<step>.png`,
+with its description beside it as a `.txt` file (the CSV logger takes none). scripts/visualize.py
 writes the same pictures as PNG files, each with its description beside it.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
@@ -38,6 +41,10 @@ from convnet.callbacks.state import left_as_found
 from convnet.checks import positive_int
 
 log = logging.getLogger(__name__)
+
+# The loggers that take pictures: TensorBoard's (image summaries) and MLflow's (artifacts).
+PICTURE_LOGGERS: tuple[type[Logger], ...] = (TensorBoardLogger, MLFlowLogger)
+PICTURES = "pictures"  # MLflow's artifact folder of the pictures
 
 
 @dataclass(frozen=True)
@@ -61,16 +68,22 @@ class Picture:
 Pictures = list[Picture]
 
 
-def picture_summary(picture: Picture) -> Summary:
-    """Return the TensorBoard summary of a picture: a PNG under its tag, with its display
-    name and description in the summary metadata.
+def encoded_png(picture: Picture) -> Summary.Image:
+    """Return the picture's PNG as TensorBoard encodes it (width, height, encoded_image_string):
+    every logger gets these same bytes."""
+    image = image_summary(picture.tag, picture.image.detach().float().cpu(), dataformats="CHW")
+    return image.value[0].image
+
+
+def picture_summary(picture: Picture, png: Summary.Image | None = None) -> Summary:
+    """Return the TensorBoard summary of a picture: a PNG under its tag (`png`, when encoded
+    already), with its display name and description in the summary metadata.
 
     Written as tf.summary.image writes it (a string tensor of width, height and PNG with
     the image plugin's metadata): TensorBoard's data server drops the metadata of the
     older image values SummaryWriter.add_image writes.
     """
-    image = image_summary(picture.tag, picture.image.detach().float().cpu(), dataformats="CHW")
-    png = image.value[0].image
+    png = png if png is not None else encoded_png(picture)
     tensor = TensorProto(
         dtype=DT_STRING,
         tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=3)]),
@@ -80,20 +93,65 @@ def picture_summary(picture: Picture) -> Summary:
     return Summary(value=[Summary.Value(tag=picture.tag, metadata=metadata, tensor=tensor)])
 
 
-def write_pictures(writers: Sequence[SummaryWriter], pictures: Pictures, step: int) -> None:
-    """Write `pictures` at `step` to every writer: the one place a picture is logged."""
-    summaries = [picture_summary(picture) for picture in pictures]
+def write_pictures(
+    writers: Sequence[SummaryWriter],
+    pictures: Pictures,
+    step: int,
+    pngs: Sequence[Summary.Image] | None = None,
+) -> None:
+    """Write `pictures` at `step` to every TensorBoard writer (`pngs`: their encoded images)."""
+    pngs = pngs if pngs is not None else [encoded_png(picture) for picture in pictures]
+    summaries = [picture_summary(p, png) for p, png in zip(pictures, pngs, strict=True)]
     for writer in writers:
         file_writer = writer._get_file_writer()  # what SummaryWriter.add_image writes with
         for summary in summaries:
             file_writer.add_summary(summary, step)
 
 
+def picture_artifact(tag: str, step: int) -> str:
+    """Return where MLflow keeps a picture, under PICTURES: `stage1/filters/step_000128.png`."""
+    return f"{tag}/step_{step:06d}.png"
+
+
+def save_artifacts(
+    logger: MLFlowLogger, pictures: Pictures, pngs: Sequence[Summary.Image], step: int
+) -> None:
+    """Upload `pictures` at `step` to the logger's MLflow run as PNG artifacts, each with its
+    description beside it (`pictures/<tag>/step_<step>.png` and `.txt`), in one call."""
+    with tempfile.TemporaryDirectory() as folder:
+        for picture, png in zip(pictures, pngs, strict=True):
+            path = Path(folder, picture_artifact(picture.tag, step))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png.encoded_image_string)
+            path.with_suffix(".txt").write_text(picture.description + "\n")
+        logger.experiment.log_artifacts(logger.run_id, folder, PICTURES)
+
+
+def send_pictures(loggers: Sequence[Logger], pictures: Pictures, step: int) -> None:
+    """Log `pictures` at `step` to every logger that takes pictures: the one place a picture
+    is logged. Loggers of other kinds (CSV) are passed over."""
+    if not pictures:
+        return
+    pngs = [encoded_png(picture) for picture in pictures]
+    writers = [lg.experiment for lg in loggers if isinstance(lg, TensorBoardLogger)]
+    write_pictures(writers, pictures, step, pngs)
+    for logger in loggers:
+        if isinstance(logger, MLFlowLogger):
+            save_artifacts(logger, pictures, pngs, step)
+
+
+def picture_loggers(
+    trainer: L.Trainer, kinds: tuple[type[Logger], ...] = PICTURE_LOGGERS
+) -> list[Logger]:
+    """Return the trainer's loggers of `kinds` (by default every one that takes pictures)."""
+    return [lg for lg in trainer.loggers if isinstance(lg, kinds)]
+
+
 def log_pictures(trainer: L.Trainer, pictures: Pictures, step: int) -> None:
-    """Log `pictures` at `step` to every picture logger of the trainer (its
-    TensorBoardLoggers), on global rank zero only."""
+    """Log `pictures` at `step` to every logger of the trainer that takes pictures (its
+    TensorBoard and MLflow loggers), on global rank zero only."""
     if trainer.is_global_zero:
-        write_pictures(tensorboard_writers(trainer), pictures, step)
+        send_pictures(picture_loggers(trainer), pictures, step)
 
 
 class PictureContext:
@@ -143,12 +201,14 @@ class PictureContext:
 
 
 def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
-    """Return the SummaryWriter of each TensorBoardLogger the trainer logs to."""
-    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+    """Return the SummaryWriter of each TensorBoardLogger the trainer logs to (for what
+    TensorBoard alone shows: histograms, the projector, HParams, custom scalars)."""
+    return [lg.experiment for lg in picture_loggers(trainer, (TensorBoardLogger,))]
 
 
 class PictureCallback(Callback):
-    """Log `pictures(context)` to TensorBoard at the start of training and every N epochs.
+    """Log `pictures(context)` to every logger that takes pictures (TensorBoard, MLflow) at
+    the start of training and every N epochs.
 
     Subclasses say what to draw; this class decides when (at step 0 unless at_start is
     false, after every `every_n_epochs`-th epoch and after the last), logs on global rank
@@ -160,6 +220,7 @@ class PictureCallback(Callback):
     """
 
     name = "pictures"  # the config key, for error messages
+    logger_kinds = PICTURE_LOGGERS  # the loggers it writes to
 
     def __init__(
         self, every_n_epochs: int = 1, at_start: bool = True, network_attribute: str = "model"
@@ -188,9 +249,10 @@ class PictureCallback(Callback):
         return self._context
 
     def draw(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Draw and log to every TensorBoard logger, on global rank zero only."""
-        writers = tensorboard_writers(trainer)
-        if not trainer.is_global_zero or not writers:
+        """Draw and log to every logger of `logger_kinds`, on global rank zero only; with
+        none, nothing is drawn."""
+        loggers = picture_loggers(trainer, self.logger_kinds)
+        if not trainer.is_global_zero or not loggers:
             return
         start = time.perf_counter()
         context = self.context(trainer, pl_module)
@@ -201,15 +263,15 @@ class PictureCallback(Callback):
             context.network = copy.deepcopy(network)
         try:
             with left_as_found(context.network):
-                self.write(writers, context, trainer.global_step)
+                self.write(loggers, context, trainer.global_step)
         finally:
             context.network = network
         self.seconds += time.perf_counter() - start
 
-    def write(self, writers: list[SummaryWriter], context: PictureContext, step: int) -> None:
+    def write(self, loggers: list[Logger], context: PictureContext, step: int) -> None:
         """Log this callback's pictures at `step` (other summaries override this)."""
         pictures = self.pictures(context)
-        write_pictures(writers, pictures, step)
+        send_pictures(loggers, pictures, step)
         log.debug("%s: %d pictures at step %d", type(self).__name__, len(pictures), step)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from tensorboard.plugins.projector import visualize_embeddings
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
@@ -75,10 +76,12 @@ class Embeddings(PictureCallback):
     projector, with the images as sprites and true and predicted class as labels.
 
     Written after every N-th epoch and the last (not at the start by default: the
-    untrained network's features say little); the projector opens the newest.
+    untrained network's features say little); the projector opens the newest. The projector
+    is TensorBoard's: with no TensorBoard logger nothing is computed.
     """
 
     name = "embeddings"
+    logger_kinds = (TensorBoardLogger,)
 
     def __init__(
         self,
@@ -94,7 +97,7 @@ class Embeddings(PictureCallback):
         self.per_class = positive_int(per_class, "callbacks.embeddings.per_class")
         self.seed = seed
 
-    def write(self, writers: list[SummaryWriter], context: PictureContext, step: int) -> None:
+    def write(self, loggers: list[Logger], context: PictureContext, step: int) -> None:
         samples = context.samples(self.per_class, self.seed)
         features, logits = penultimate_features(context.network, samples.inputs, self.layer)
         predicted = [samples.classes[i] for i in logits.argmax(dim=1).tolist()]
@@ -106,7 +109,8 @@ class Embeddings(PictureCallback):
         if max(sprites.shape[-2:]) > SPRITE_SIZE:
             size = (SPRITE_SIZE, SPRITE_SIZE)
             sprites = F.interpolate(sprites, size=size, mode="bilinear", antialias=True)
-        for writer in writers:
+        for logger in loggers:
+            writer = logger.experiment
             writer.add_embedding(
                 features,
                 metadata=metadata,

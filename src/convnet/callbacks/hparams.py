@@ -1,4 +1,5 @@
-"""The run's key hyperparameters in TensorBoard's HParams dashboard, beside its final metrics."""
+"""The run's key hyperparameters in TensorBoard's HParams dashboard, beside its final metrics,
+and as the params of every other logger (MLflow's params, the CSV logger's hparams.yaml)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from convnet.callbacks.base import tensorboard_writers
@@ -35,7 +37,8 @@ class HParams(L.Callback):
     The dashboard shows each metric's last logged value from the run's own scalars, so
     the final metrics need no second copy; a sweep's runs are then one table to sort and
     filter. The hyperparameters come from the run config by interpolation, e.g.
-    `lr: ${optimizer.lr}` and `model: ${hydra:runtime.choices.model}`.
+    `lr: ${optimizer.lr}` and `model: ${hydra:runtime.choices.model}`. Loggers other than
+    TensorBoard's get the hyperparameters through their log_hyperparams.
     """
 
     def __init__(
@@ -58,6 +61,9 @@ class HParams(L.Callback):
             file_writer.add_summary(experiment)
             file_writer.add_summary(start)
         self._session_open = True
+        for logger in trainer.loggers:
+            if not isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(self.hparams)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not self._session_open:

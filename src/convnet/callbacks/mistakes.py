@@ -19,7 +19,7 @@ from convnet.callbacks.base import (
     PictureContext,
     Pictures,
     log_pictures,
-    tensorboard_writers,
+    picture_loggers,
 )
 from convnet.callbacks.confusion import confusion_description, confusion_matrix_picture
 from convnet.callbacks.layers import network_of
@@ -234,8 +234,7 @@ class Mistakes(PictureCallback):
         self.accuracy = per_class_accuracy(counts)
         for name, accuracy in zip(trainer.datamodule.classes, self.accuracy.tolist(), strict=True):
             pl_module.log(f"{ACCURACY_TAG}/{name}", accuracy, on_epoch=True)
-        writers = tensorboard_writers(trainer)
-        if trainer.is_global_zero and writers:
+        if trainer.is_global_zero and picture_loggers(trainer):
             with few_threads(counts):
                 pictures = self.pictures_of(tracker, counts, trainer.datamodule, "validation")
             log_pictures(trainer, pictures, trainer.global_step)
