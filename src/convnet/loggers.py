@@ -202,8 +202,8 @@ class MLFlowLogger(LightningMLFlowLogger):
     ) -> None:
         require_mlflow()
         if is_file_store(tracking_uri):
-            # MLflow 3 refuses its file store unless told it is wanted; a user who sets the
-            # variable to false gets MLflow's own message.
+            # MLflow refuses its file store since 3.13 unless told it is wanted; a user who
+            # sets the variable to false gets MLflow's own message.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.run_dir = Path(run_dir)
         name = sweep_run_name(overrides) if is_sweep_job(sweep) and overrides else None
