@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
 
 from tests.compose import TINY_SHAPES, compose_config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep what runs cache (image folders' statistics) out of the user's ~/.cache, in this
+    process and in the scripts the tests run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONVNET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture

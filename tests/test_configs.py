@@ -15,8 +15,17 @@ from tests.compose import CONFIGS, compose_config
 
 DATA = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
-# imagefolder's class count depends on the user's folder and must be given.
-EXTRA = {"imagefolder": ["data.num_classes=5"]}
+# imagefolder takes these from the user's folder when a run starts (tests/data/test_describe.py);
+# composing alone leaves them null.
+EXTRA = {
+    "imagefolder": [
+        "data.num_classes=5",
+        "data.in_channels=3",
+        "data.image_size=[64,64]",
+        "data.mean=[0.5,0.5,0.5]",
+        "data.std=[0.25,0.25,0.25]",
+    ]
+}
 
 
 def test_the_zoo_and_the_data_sets_are_all_there() -> None:

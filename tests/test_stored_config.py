@@ -175,7 +175,16 @@ def test_a_stored_config_that_is_not_a_mapping_is_refused() -> None:
         ["model=custom", "optimizer=adamw", "scheduler=cosine"],
         ["model=resnet9", "scheduler=constant"],
         ["model=vgg11_bn", "data=cifar10"],
-        ["model=small", "data=imagefolder", "data.num_classes=3"],
+        # As training stores it: with the keys the folder gave (convnet.data.describe).
+        [
+            "model=small",
+            "data=imagefolder",
+            "data.num_classes=3",
+            "data.in_channels=1",
+            "data.image_size=[32,32]",
+            "data.mean=[0.3]",
+            "data.std=[0.4]",
+        ],
         [
             "model=resnet18",
             "data=mnist",

@@ -120,6 +120,14 @@ class Resume:
     checkpoint: dict[str, Any] | None  # its contents when training, read once; else None
     global_step: int | None  # the checkpoint's optimizer steps, when training from it
 
+    @property
+    def stored_config(self) -> dict[str, Any] | None:
+        """Return the run config stored in the checkpoint (resolved), or None."""
+        from convnet.module import CONFIG_KEY
+
+        stored = self.checkpoint.get(CONFIG_KEY) if self.checkpoint is not None else None
+        return stored if isinstance(stored, dict) else None
+
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Resume:
         """Return what the run `cfg` continues; a training run's checkpoint is read (once,

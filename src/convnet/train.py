@@ -32,6 +32,7 @@ from convnet.build import (
 from convnet.checkpoints import check_compatible
 from convnet.config import validate
 from convnet.data import ImageDataModule
+from convnet.data.describe import complete_data_config
 from convnet.resume import Resume
 from convnet.run_records import start_records
 
@@ -68,6 +69,10 @@ def train(
     """
     validate(cfg)
     resume = resume if resume is not None else Resume.from_config(cfg)
+    # Null data keys (an image folder's class count, channels, size, mean, std) are taken
+    # from the data, or from the config of the run this one resumes.
+    stored = resume.stored_config
+    complete_data_config(cfg, stored.get("data") if stored else None)
     prepare_host_memory(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: ImageDataModule = instantiate(cfg.data)

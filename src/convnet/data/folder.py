@@ -22,6 +22,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +31,8 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as F
 
-from convnet.checks import to_pair
+from convnet import keys
+from convnet.checks import ConfigError, to_pair
 from convnet.data.images import read_image
 from convnet.data.splits import Splits, check_val_fraction, stratified_split
 
@@ -43,16 +45,31 @@ _LAYOUT_HINT = "lay it out as <root>/<class>/<image> or <root>/train/<class>/<im
 Sample = tuple[str, int]
 
 
+@dataclass(frozen=True)
+class FolderSamples:
+    """The (path, label) of every readable image of each split, and the class names."""
+
+    classes: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample] | None
+
+
 class ImageFileDataset(Dataset):
-    """Items are (uint8 (3, H, W) image resized to `image_size`, int label) from image files."""
+    """Items are (uint8 (channels, H, W) image resized to `image_size`, int label) from files."""
 
     def __init__(
-        self, samples: list[Sample], image_size: tuple[int, int], on_bad_file: str = "skip"
+        self,
+        samples: list[Sample],
+        image_size: tuple[int, int],
+        on_bad_file: str = "skip",
+        channels: int = 3,
     ) -> None:
         self.samples = samples
         self.targets = [label for _, label in samples]
         self.image_size = image_size
         self.on_bad_file = on_bad_file
+        self.channels = channels
         self._skipped: set[str] = set()
 
     def __len__(self) -> int:
@@ -64,7 +81,7 @@ class ImageFileDataset(Dataset):
         for offset in range(len(self.samples)):
             path, label = self.samples[(index + offset) % len(self.samples)]
             try:
-                image = read_image(path)
+                image = read_image(path, self.channels)
             # Decoders raise many exception types for malformed input; each means "unusable".
             except Exception as err:
                 if self.on_bad_file == "error":
@@ -96,29 +113,45 @@ class ImageFolderSource:
 
     Args:
         root: the folder; see the module docstring for the two layouts.
-        image_size: every image is resized to this, an int (square) or [height, width].
+        image_size: every image is resized to this, an int (square) or [height, width];
+            None until convnet.data.describe has measured the folder (it is then required).
         val_fraction: share of each class held out for val when there is no val/ folder.
         split_seed: seed of that hold-out.
         extensions: file endings that count as images (default: torchvision's IMG_EXTENSIONS).
         on_bad_file: "skip" unreadable files with a warning, or "error" naming the file.
+        channels: 3 reads every image as RGB, 1 as greyscale (None: 3).
+        stats_cache: folder where convnet.data.describe keeps the measured mean and std of
+            training splits (None: measured again each time).
     """
 
     def __init__(
         self,
         root: str | os.PathLike[str],
-        image_size: int | Sequence[int],
+        image_size: int | Sequence[int] | None,
         val_fraction: float = 0.1,
         split_seed: int = 0,
         extensions: Sequence[str] | None = None,
         on_bad_file: str = "skip",
+        channels: int | None = None,
+        stats_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         if on_bad_file not in BAD_FILE_MODES:
             raise ValueError(
                 f"data.source.on_bad_file must be one of {', '.join(BAD_FILE_MODES)}, "
                 f"got {on_bad_file!r}"
             )
+        if channels not in (None, 1, 3):
+            raise ConfigError(
+                f"data.in_channels={channels}: images in folders are read as 1 channel "
+                "(greyscale) or 3 (RGB); set data.in_channels=1 or 3, or null to take it from "
+                "the images"
+            )
         self.root = Path(root).expanduser()
-        self.image_size = to_pair(image_size, "data.source.image_size")
+        self.image_size = (
+            None if image_size is None else to_pair(image_size, "data.source.image_size")
+        )
+        self.channels = channels or 3
+        self.stats_cache = None if stats_cache is None else Path(stats_cache).expanduser()
         self.val_fraction = check_val_fraction(val_fraction)
         self.split_seed = split_seed
         self.extensions = tuple(
@@ -132,6 +165,29 @@ class ImageFolderSource:
 
     def load(self) -> Splits:
         """Return train, val and (when root/test/ exists) test Datasets and the class names."""
+        if self.image_size is None:
+            raise ConfigError(
+                f"{keys.IMAGE_SIZE} is null: give it (e.g. {keys.IMAGE_SIZE}=[64,64]), or let a "
+                "training run take it from the images (convnet.data.describe)"
+            )
+        found = self.split_samples()
+        log.info(
+            "%s: %d train, %d val, %s test images in %d classes",
+            self.root,
+            len(found.train),
+            len(found.val),
+            len(found.test) if found.test is not None else "no",
+            len(found.classes),
+        )
+        return Splits(
+            train=self._dataset(found.train),
+            val=self._dataset(found.val),
+            test=self._dataset(found.test) if found.test is not None else None,
+            classes=found.classes,
+        )
+
+    def split_samples(self) -> FolderSamples:
+        """Return the class names and the (path, label) of every readable image of each split."""
         _check_root(self.root)
         split_dir = self.root / "train"
         layout_is_split = split_dir.is_dir()
@@ -151,23 +207,11 @@ class ImageFolderSource:
             train_indices, val_indices = stratified_split(labels, fractions, self.split_seed)
             val_samples = [samples[i] for i in val_indices]
             samples = [samples[i] for i in train_indices]
-        log.info(
-            "%s: %d train, %d val, %s test images in %d classes",
-            self.root,
-            len(samples),
-            len(val_samples),
-            len(test_samples) if test_samples is not None else "no",
-            len(classes),
-        )
-        return Splits(
-            train=self._dataset(samples),
-            val=self._dataset(val_samples),
-            test=self._dataset(test_samples) if test_samples is not None else None,
-            classes=classes,
-        )
+        return FolderSamples(classes, samples, val_samples, test_samples)
 
     def _dataset(self, samples: list[Sample]) -> ImageFileDataset:
-        return ImageFileDataset(samples, self.image_size, self.on_bad_file)
+        assert self.image_size is not None
+        return ImageFileDataset(samples, self.image_size, self.on_bad_file, self.channels)
 
     def _scan_optional(
         self, split_dir: Path, class_to_idx: dict[str, int], train_dir: Path
