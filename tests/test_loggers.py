@@ -165,6 +165,24 @@ def test_mlflow_runs_of_a_sweep_share_its_experiment_and_are_named_by_their_over
     ]
 
 
+def test_a_sweep_job_that_finds_its_experiment_made_meanwhile_joins_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, sweep = f"file:{tmp_path / 'mlruns'}", tmp_path / "multiruns" / "2026-01-01_00-00-00"
+    first = MLFlowLogger(sweep / "0", store, runs_root=tmp_path, overrides="seed=0", sweep=True)
+    made = first.experiment_id
+    lookup, looked = MlflowClient.get_experiment_by_name, []
+
+    def too_early(client, name):  # the second job looks before the first has made it
+        looked.append(name)
+        return None if len(looked) == 1 else lookup(client, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", too_early)
+    second = MLFlowLogger(sweep / "1", store, runs_root=tmp_path, overrides="seed=1", sweep=True)
+    assert second.experiment_id == made and len(looked) >= 2
+    assert second.experiment.get_run(second.run_id).info.run_name == "seed=1"
+
+
 def test_a_continued_mlflow_run_keeps_its_params_and_takes_new_ones(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

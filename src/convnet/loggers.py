@@ -215,18 +215,20 @@ class MLFlowLogger(LightningMLFlowLogger):
             tags={"convnet.run_dir": str(self.run_dir.absolute()), **(tags or {})},
             **kwargs,
         )
-        self._run_id = self._continued_run(kept_run_id(self.run_dir))
+        # What Lightning's `run_id` argument sets: the run it logs into, None for a new one.
+        self._run_id = self._continued_run(kept_run_id(self.run_dir), tracking_uri)
         self._continues = self._run_id is not None
         self._opened = False
 
-    def _continued_run(self, run_id: str | None) -> str | None:
+    def _continued_run(self, run_id: str | None, tracking_uri: str) -> str | None:
         """Return `run_id` when the store holds it as a live run, else None (a new run)."""
         if run_id is None:
             return None
         from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
 
         try:
-            run = self._mlflow_client.get_run(run_id)
+            run = MlflowClient(tracking_uri).get_run(run_id)
         except MlflowException:
             run = None
         if run is None or run.info.lifecycle_stage != "active":
@@ -234,7 +236,7 @@ class MLFlowLogger(LightningMLFlowLogger):
                 "%s names MLflow run %s, which %s does not hold: this run logs into a new one",
                 self.run_dir / RUN_ID_FILE,
                 run_id,
-                self._tracking_uri,
+                tracking_uri,
             )
             return None
         return run_id
@@ -244,7 +246,16 @@ class MLFlowLogger(LightningMLFlowLogger):
     def experiment(self) -> Any:
         """The MLflow client (see Lightning's); the first call opens the run: a new one's id
         is written to `<run_dir>/mlflow_run_id`, a continued one is marked running again."""
-        client = super().experiment
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client = super().experiment
+        except MlflowException as error:
+            # Jobs of a sweep started at once may each create its experiment: those that
+            # lose find it made (a deleted one of that name raises again, saying what to do).
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            client = super().experiment
         if not self._opened:
             self._opened = True
             if self._continues:
