@@ -44,6 +44,7 @@ from convnet.build import (
 )
 from convnet.config import ConfigError
 from convnet.data import ImageDataModule
+from convnet.data.describe import complete_data_config
 from convnet.data.splits import TensorSplit
 from convnet.hardware import auto_precision, cpu_bf16_unit, memory_format_for
 from convnet.step_timing import (
@@ -125,6 +126,7 @@ class ThroughputBenchmark:
         steps: int = 20,
         loader_workers: int | None = None,
     ) -> None:
+        complete_data_config(cfg)  # an image folder's null keys, as a training run takes them
         self.cfg, self.compose, self.overrides = cfg, compose, list(overrides)
         self.output_dir, self.warmup, self.steps = output_dir, warmup, steps
         device_type = training_device_type(cfg.trainer)

@@ -48,7 +48,12 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise URLError("network disabled in tests")
 
-    def refuse_socket(*args: object, **kwargs: object) -> None:
+    connect = socket.socket.connect
+
+    def refuse_socket(self: socket.socket, *args: object, **kwargs: object) -> None:
+        # Local sockets stay: DataLoader workers hand batches over through them.
+        if self.family == socket.AF_UNIX:
+            return connect(self, *args, **kwargs)
         raise OSError("network disabled in tests")
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)

@@ -96,6 +96,7 @@ def test_a_greyscale_folder_fills_every_null_data_key(tmp_path: Path, caplog) ->
     assert cfg.data.num_classes == 3
     assert cfg.data.in_channels == 1 and cfg.data.source.channels == 1
     assert list(cfg.data.image_size) == [32, 32]
+    assert cfg.data.crop_padding == 2  # 1/16 of 32
     assert cfg.data.mean[0] == pytest.approx(pixels.mean(), abs=5e-5)
     assert cfg.data.std[0] == pytest.approx(pixels.std(), abs=5e-5)
     assert cfg.model.num_classes == 3 and cfg.model.in_channels == 1  # the model follows
@@ -114,7 +115,7 @@ def test_colour_images_give_three_channels_and_given_keys_are_kept(tmp_path: Pat
     cfg = _config(tmp_path, root, "data.image_size=[16,16]", "data.source.val_fraction=0.34")
     complete_data_config(cfg)
     assert cfg.data.in_channels == 3 and len(cfg.data.mean) == 3 and len(cfg.data.std) == 3
-    assert list(cfg.data.image_size) == [16, 16]
+    assert list(cfg.data.image_size) == [16, 16] and cfg.data.crop_padding == 1
 
 
 def test_greyscale_images_train_as_rgb_when_asked(tmp_path: Path) -> None:

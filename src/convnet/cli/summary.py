@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from convnet.build import build_model
+    from convnet.data.describe import complete_data_config
     from convnet.summary import draw, summarize, summary_table
+
+    complete_data_config(cfg)  # an image folder's null keys, as a training run takes them
 
     choices = cfg.hydra.runtime.choices
     # On the meta device no weights are allocated or initialised; the size check still runs.

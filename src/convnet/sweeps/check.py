@@ -127,9 +127,11 @@ def check_job(config_name: str, overrides: Sequence[str]) -> None:
     """Compose one job's config and build its data module, model and optimizer; raise
     whatever they raise."""
     from convnet.build import build_model  # torch: only once a sweep is being checked
+    from convnet.data.describe import complete_data_config
 
     cfg = compose_in_running_hydra(config_name, overrides)
     validate(cfg)
+    complete_data_config(cfg)
     instantiate(cfg.data)
     model = build_model(cfg.model)
     instantiate(cfg.optimizer)([{"params": list(model.parameters())}])
