@@ -11,10 +11,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import torch
-
-from convnet.models.layers import activation_layer, conv_layer
-
 Matrix = list[list[float]]
 Pads = tuple[int, int, int, int]  # top, bottom, left, right
 
@@ -171,6 +167,11 @@ def loop_conv2d(
 
 def torch_conv2d(lesson: Lesson, padding: str | int) -> tuple[list[Matrix], list[Matrix]]:
     """Return (conv + bias, after the activation) per filter, computed by conv_layer."""
+    # torch only here: `convnet explain --help` and the loop answer without importing it.
+    import torch
+
+    from convnet.models.layers import activation_layer, conv_layer
+
     names = list(lesson.filters)
     conv = conv_layer(
         1,
