@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from convnet.build import build_model
 from convnet.config import ConfigError
 from convnet.evaluate import evaluate
+from convnet.module import BEST_KEY
 from convnet.train import train
 from tests.compose import compose_config
 
@@ -71,15 +72,22 @@ def test_training_on_shapes_learns_and_eval_reproduces_its_metrics(
 
 def test_resuming_continues_the_same_run_to_the_same_weights(train_config, tmp_path) -> None:
     straight = train_config(*SMALL_RUN, "test=false", output_dir=tmp_path / "straight")
-    train(straight)
+    straight_metrics = train(straight)
     # Interrupted after epoch 2 of 3, as if the process had been stopped there.
     stop = [f"+callbacks.stop._target_={__name__}.StopAfterEpoch", "+callbacks.stop.epochs=2"]
     first = train_config(*SMALL_RUN, "test=false", *stop, output_dir=tmp_path / "resumed")
     train(first)
+    # The checkpoint holds the best val/acc of its epochs; a resumed run's best counts it.
+    # It is raised here to a value no epoch reaches, which only the checkpoint can give.
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    stopped = torch.load(last, weights_only=True)
+    first_two = [value for _, value in _scalars(tmp_path / "resumed", "val/acc")]
+    assert stopped[BEST_KEY] == pytest.approx(max(first_two))
+    torch.save({**stopped, BEST_KEY: 0.9999}, last)
     again = train_config(
         *SMALL_RUN, "test=false", "ckpt_path=last", output_dir=tmp_path / "resumed"
     )
-    train(again)
+    resumed_metrics = train(again)
     a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 93  # 3 epochs of 31 batches
@@ -88,6 +96,9 @@ def test_resuming_continues_the_same_run_to_the_same_weights(train_config, tmp_p
         assert torch.equal(b["state_dict"][key], value), key
     steps = [step for step, _ in _scalars(tmp_path / "resumed", "val/acc")]
     assert len(steps) == 3 and len(set(steps)) == 3  # no epoch logged twice
+    assert resumed_metrics["val/acc_best"] == pytest.approx(0.9999)
+    best = max(value for _, value in _scalars(tmp_path / "straight", "val/acc"))
+    assert straight_metrics["val/acc_best"] == pytest.approx(best)
 
     # Resuming the finished run again would train nothing: refused, nothing rewritten.
     config = tmp_path / "resumed" / "config.yaml"

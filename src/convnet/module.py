@@ -28,6 +28,9 @@ CONFIG_KEY = "convnet_config"
 # Checkpoint key holding the data's class names in label order, so predictions are named.
 CLASSES_KEY = "convnet_classes"
 RNG_KEY = "convnet_rng_states"
+# The best val/acc of the epochs a checkpoint has trained: a resumed run's best-so-far
+# counts them too (Lightning does not save a metric's state).
+BEST_KEY = "convnet_val_acc_best"
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,8 @@ class ImageClassifier(L.LightningModule):
             MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
         )
         self.val_acc_best = MaxMetric()
+        self._best_before: float | None = None  # of the epochs before a resume
+        self._best_seen: float | None = None
         # Summed over DDP ranks at epoch end: the number of images one epoch trained on.
         self.train_samples = SumMetric(nan_strategy="disable")
 
@@ -97,8 +102,12 @@ class ImageClassifier(L.LightningModule):
         return self.model(images)
 
     def on_fit_start(self) -> None:
-        # A previous fit's or the sanity check's values must not count as "best".
+        # A previous fit's or the sanity check's values must not count as "best"; the
+        # epochs of the run this fit resumes do.
         self.val_acc_best.reset()
+        self._best_seen = self._best_before
+        if self._best_before is not None:
+            self.val_acc_best.update(torch.tensor(self._best_before))
 
     def setup(self, stage: str) -> None:
         # cuDNN's and oneDNN's fastest convolutions want NHWC (convnet.hardware).
@@ -164,7 +173,9 @@ class ImageClassifier(L.LightningModule):
         if self.trainer.sanity_checking or self.trainer.state.fn != TrainerFn.FITTING:
             return
         self.val_acc_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        best = self.val_acc_best.compute()
+        self._best_seen = float(best)
+        self.log("val/acc_best", best, prog_bar=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -219,12 +230,17 @@ class ImageClassifier(L.LightningModule):
         classes = getattr(self.trainer.datamodule, "classes", None)
         if classes is not None:
             checkpoint[CLASSES_KEY] = [str(name) for name in classes]
+        if self._best_seen is not None:
+            checkpoint[BEST_KEY] = self._best_seen
         # The global RNG drives dropout and similar layers: a resumed run continues it.
         checkpoint[RNG_KEY] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint[RNG_KEY]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        best = checkpoint.get(BEST_KEY)
+        # A number, or nothing: a checkpoint is data (an older one has no best).
+        self._best_before = float(best) if isinstance(best, float | int) else None
         states = checkpoint.get(RNG_KEY)
         if states is None:
             return
