@@ -28,13 +28,15 @@ from convnet.train import train
 
 log = logging.getLogger(__name__)
 
-# The callbacks of configs/callbacks/default.yaml that draw for TensorBoard.
+# The callbacks of configs/callbacks/default.yaml that draw pictures, or measure the
+# network for its charts (filter health): what `--callbacks` times.
 VISUAL_CALLBACKS = (
     "filters",
     "feature_maps",
     "filter_response",
     "gradcam",
     "mistakes",
+    "filter_health",
     "histograms",
     "embeddings",
     "hparams",

@@ -42,8 +42,9 @@ IMAGES = {
     **{
         f"{stage}/feature_maps/{part}": [0, 8] for stage in STAGES for part in PAGES["feature_maps"]
     },
-    **{f"{stage}/filter_response": [0, 8] for stage in STAGES[1:]},
-    **{f"stage3/gradcam/{part}": [0, 8] for part in PAGES["gradcam"]},
+    # Not at step 0: an untrained network's responses and attention are noise.
+    **{f"{stage}/filter_response": [8] for stage in STAGES[1:]},
+    **{f"stage3/gradcam/{part}": [8] for part in PAGES["gradcam"]},
     "mistakes/confusion_matrix": [4, 8],
 }
 MISCLASSIFIED = "mistakes/misclassified/"  # pages of the 12 kept, as many a page as fit

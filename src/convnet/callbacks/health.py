@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from convnet.callbacks.base import PictureContext
 from convnet.callbacks.layers import Stage, named_modules, network_of
-from convnet.callbacks.state import left_as_found
+from convnet.callbacks.state import left_as_found, run_precision
 from convnet.checks import positive_int
 from convnet.models.trace import capture_outputs
 
@@ -111,7 +111,8 @@ class FilterHealth(L.Callback):
         if self._context is None or self._context.network is not network:
             self._context = PictureContext(network, trainer.datamodule, pl_module.device)
         samples = self._context.samples(self.per_class, self.seed)
-        with left_as_found(network):
+        # In the run's precision, as the pictures (see PictureCallback.draw).
+        with left_as_found(network), run_precision(trainer):
             self.latest = stage_health(self._context, samples.inputs)
         return self.latest
 

@@ -32,6 +32,13 @@ def few_threads(tensor: torch.Tensor) -> AbstractContextManager[None]:
     return cpu_threads(1) if tensor.device.type == "cpu" else nullcontext()
 
 
+def run_precision(trainer: object) -> AbstractContextManager[None]:
+    """Return the context the trainer runs the network's forward pass in (bf16 autocast in a
+    bf16-mixed run, nothing in fp32), or nothing for a trainer without a precision plugin."""
+    plugin = getattr(trainer, "precision_plugin", None)
+    return plugin.forward_context() if plugin is not None else nullcontext()
+
+
 @contextmanager
 def left_as_found(network: nn.Module) -> Iterator[nn.Module]:
     """Yield `network` in eval mode with frozen parameters; restore everything on exit.
