@@ -5,9 +5,11 @@ import functools
 import pytest
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
 
 from convnet.models import VGG
-from convnet.module import ImageClassifier
+from convnet.module import ImageClassifier, TrainingSums
 from convnet.schedules import one_cycle, warmup_cosine
 
 
@@ -42,6 +44,27 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch() -> None:
         losses.append(loss.item())
     assert losses[1] < losses[0]
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_training_sums_give_torchmetrics_mean_loss_and_accuracy_to_the_bit() -> None:
+    generator = torch.Generator().manual_seed(0)
+    mean, accuracy = MeanMetric(), MulticlassAccuracy(10, average="micro")
+    sums = TrainingSums()
+    for size in [64, 64, 7, 64, 33]:  # a short last batch weighs by its images
+        loss = torch.rand((), generator=generator) * 3
+        logits = torch.randn(size, 10, generator=generator).to(torch.bfloat16)
+        labels = torch.randint(0, 10, (size,), generator=generator)
+        mean.update(loss)
+        accuracy.update(logits, labels)
+        sums.add(loss, logits, labels)
+    loss_sum, correct = sums.totals(torch.device("cpu"))
+    assert (sums.steps, sums.images) == (5, 232)
+    assert loss_sum.dtype == torch.float32
+    assert torch.equal(loss_sum / sums.steps, mean.compute())
+    assert torch.equal(correct.float() / sums.images, accuracy.compute())
+    sums.reset()
+    assert sums.steps == sums.images == 0
+    assert [int(t) for t in sums.totals(torch.device("cpu"))] == [0, 0]
 
 
 def test_norm_and_bias_parameters_get_no_weight_decay() -> None:

@@ -92,7 +92,7 @@ def test_bf16_keeps_weights_optimizer_state_norm_statistics_and_loss_in_fp32(
     assert all(m.num_batches_tracked.item() == 1 for m in norms)
     state = trainer.optimizers[0].state.values()
     assert state and {s["momentum_buffer"].dtype for s in state} == {torch.float32}
-    assert module.train_loss.mean_value.dtype == torch.float32
+    assert module.train_sums.loss.dtype == torch.float32
 
 
 @pytest.mark.slow

@@ -103,7 +103,7 @@ def test_a_diverging_run_stops_naming_step_and_lr_and_keeps_the_good_checkpoint(
 
 def _guarded(losses: list[float], num_classes: int = 10, **options) -> None:
     """Feed a DivergenceGuard the losses of consecutive steps, as Lightning's loop does."""
-    guard = DivergenceGuard(check_every_n_steps=1, **options)
+    guard = DivergenceGuard(**{"check_every_n_steps": 1, **options})
     optimizer = SimpleNamespace(param_groups=[{"lr": 0.1}])
     trainer = SimpleNamespace(global_step=0, current_epoch=0, optimizers=[optimizer])
     module = SimpleNamespace(hparams=AttributeDict(num_classes=num_classes), device="cpu")
@@ -123,6 +123,14 @@ def test_a_finite_loss_far_above_a_guess_is_divergence() -> None:
     with pytest.raises(DivergenceError, match="blew up to 14"):
         _guarded([0.7, 14.0], num_classes=2)
     _guarded([0.7, 14.0], num_classes=100)  # ln(100) x 20 = 92
+
+
+def test_losses_checked_every_n_steps_report_the_first_diverged_step_and_its_rate() -> None:
+    _guarded([2.3, 2.0, 47.0, math.nan], check_every_n_steps=5)  # not checked yet
+    with pytest.raises(DivergenceError, match=r"blew up to 47 .* at step 2 .* learning rate 0.1"):
+        _guarded([2.3, 2.0, 47.0, math.nan, 3.0], check_every_n_steps=5)
+    with pytest.raises(DivergenceError, match=r"NaN or infinite at step 6 "):
+        _guarded([2.3] * 5 + [2.0, math.inf, 50.0], check_every_n_steps=4)
 
 
 def test_without_a_loss_bound_only_nan_and_infinity_are_divergence() -> None:

@@ -8,6 +8,7 @@ sweep pre-flight and the benchmarks build the same objects the same way.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.profilers import PassThroughProfiler
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
@@ -171,6 +173,17 @@ def logger_options(logger_cfg: DictConfig, purge_step: int | None) -> dict[str, 
     return {"purge_step": purge_step}
 
 
+class NoProfiler(PassThroughProfiler):
+    """Lightning's profiler when none is asked for (it records nothing), without the
+    generator-based context manager it makes around every hook of every callback: half
+    the cost of calling a hook on 20 callbacks (15 against 30 us, 6 hooks a step)."""
+
+    _nothing = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> contextlib.AbstractContextManager:
+        return self._nothing
+
+
 def build_trainer(
     cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), resume: Resume | None = None
 ) -> L.Trainer:
@@ -194,8 +207,11 @@ def build_trainer(
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
+    # `trainer.profiler=simple` (or advanced...) profiles; otherwise the cheap no-op.
+    profiler = {} if cfg.trainer.get("profiler") else {"profiler": NoProfiler()}
     return instantiate(
         cfg.trainer,
+        **profiler,
         callbacks=[
             *callbacks,
             DivergenceGuard(loss_factor=cfg.get("divergence_loss_factor", LOSS_FACTOR)),

@@ -62,10 +62,10 @@ class DivergenceGuard(Callback):
     too high often takes the loss to thousands without a NaN), and no batch of a run
     that is learning comes near it. `loss_factor=None` checks NaN and infinity only.
 
-    The check accumulates on the device and reads it back every `check_every_n_steps`
-    and before every validation, so it costs one host-device sync per N steps; the
-    checkpoints are written after validation, so a diverged epoch never reaches them
-    and `best` and `last.ckpt` stay those of the last good epoch.
+    A step only keeps its loss (no kernel, no host-device sync); the losses are checked
+    together every `check_every_n_steps` and before every validation, one sync per N
+    steps; the checkpoints are written after validation, so a diverged epoch never
+    reaches them and `best` and `last.ckpt` stay those of the last good epoch.
 
     A NaN or infinity in any parameter or buffer (a BatchNorm's running_var often reaches
     infinity while the loss, computed from batch statistics, stays finite) is divergence
@@ -83,9 +83,7 @@ class DivergenceGuard(Callback):
             raise ValueError(f"loss_factor={loss_factor} must be positive (or None)")
         self.check_every_n_steps, self.loss_factor = check_every_n_steps, loss_factor
         self._max_loss = math.inf  # the loss above which a run has diverged
-        self._steps: torch.Tensor | None = None  # steps seen since the last check
-        self._first_bad: torch.Tensor | None = None  # first diverged one, or -1
-        self._bad_loss: torch.Tensor | None = None  # its loss
+        self._losses: list[torch.Tensor] = []  # of the steps since the last check
         self._lrs: list[float] = []  # learning rate of each of those steps (host floats)
         self._weights_checked = False  # the weights passed a check since the last batch
 
@@ -94,17 +92,9 @@ class DivergenceGuard(Callback):
         if self.loss_factor is not None and num_classes and num_classes >= 2:
             self._max_loss = self.loss_factor * math.log(num_classes)
 
-    def _reset(self, device: torch.device) -> None:
-        self._steps = torch.zeros((), dtype=torch.long, device=device)
-        self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
-        self._bad_loss = torch.zeros((), device=device)
-        self._lrs = []
-
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._steps is None:
-            self._reset(pl_module.device)
         self._weights_checked = False
         # The rate this step uses; the scheduler has moved on by the batch's end.
         self._lrs.append(_current_lr(trainer))
@@ -118,14 +108,9 @@ class DivergenceGuard(Callback):
         batch_idx: int,
     ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None or self._steps is None:
+        if loss is None:
             return
-        loss = loss.detach().float()
-        # NaN > x is False, so NaN needs its own test.
-        first = (~torch.isfinite(loss) | (loss > self._max_loss)) & (self._first_bad < 0)
-        self._first_bad = torch.where(first, self._steps, self._first_bad)
-        self._bad_loss = torch.where(first, loss, self._bad_loss)
-        self._steps += 1
+        self._losses.append(loss.detach())
         if trainer.global_step % self.check_every_n_steps == 0:
             self._check(trainer)
 
@@ -165,12 +150,16 @@ class DivergenceGuard(Callback):
         )
 
     def _check(self, trainer: L.Trainer) -> None:
-        if self._first_bad is None:
+        if not self._losses:
             return
-        first_bad, steps, loss = int(self._first_bad), int(self._steps), float(self._bad_loss)
-        if first_bad < 0:
-            self._reset(self._first_bad.device)
+        losses = torch.stack(self._losses).float()
+        # NaN > x is False, so NaN needs its own test.
+        diverged = ~torch.isfinite(losses) | (losses > self._max_loss)
+        if not diverged.any():  # the one sync
+            self._losses, self._lrs = [], []
             return
+        first_bad, steps = int(diverged.nonzero()[0]), len(losses)
+        loss = float(losses[first_bad])
         step = trainer.global_step - steps + first_bad
         lr = self._lrs[first_bad] if first_bad < len(self._lrs) else float("nan")
         if math.isfinite(loss):

@@ -13,7 +13,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MaxMetric, MeanMetric, SumMetric
+from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convnet import keys
@@ -76,12 +76,8 @@ class ImageClassifier(L.LightningModule):
         self.config = config
         self.memory_format = memory_format
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        # The training metrics never read a value back to the host, so a step never waits
-        # for the device: no NaN check (DivergenceGuard watches the loss) and no check of
-        # the labels (the data module made them).
-        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.train_sums = TrainingSums()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes, average="micro") for _ in range(2)
         )
@@ -95,8 +91,6 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         self._best_before: float | None = None  # of the epochs before a resume
         self._best_seen: float | None = None
-        # Summed over DDP ranks at epoch end: the number of images one epoch trained on.
-        self.train_samples = SumMetric(nan_strategy="disable")
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -127,21 +121,25 @@ class ImageClassifier(L.LightningModule):
         images, labels = batch
         logits = self(self._layout(images))
         loss = self.criterion(logits, labels)
-        # Metrics accumulate on the device and are logged once, at the epoch's end. A step
-        # only updates them: calling a metric also computes its value for the batch, and
-        # each self.log of a metric moves it to the device again, which together cost more
-        # host time per step than a small network's forward pass.
-        self.train_loss.update(loss.detach())
-        self.train_acc.update(logits.detach(), labels)
-        # Made on the device: a tensor copied from the host would wait for the device.
-        self.train_samples.update(labels.new_full((), labels.shape[0]))
+        self.train_sums.add(loss, logits, labels)
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.reset()
+
     def on_train_epoch_end(self) -> None:
-        # Lightning computes (summed or averaged over DDP ranks) and resets them.
-        self.log("train/samples", self.train_samples)
-        self.log("train/loss", self.train_loss, prog_bar=True)
-        self.log("train/acc", self.train_acc, prog_bar=True)
+        # Summed over DDP ranks: the epoch's images (of every rank), mean loss and accuracy.
+        reduce = self.trainer.strategy.reduce
+        sums = self.train_sums
+        loss, correct = (reduce(total, reduce_op="sum") for total in sums.totals(self.device))
+        steps, images = reduce(sums.counts(self.device), reduce_op="sum").tolist()
+        if steps == 0:  # a resumed run restarting at the end of an epoch it had trained
+            return
+        # Already summed over the ranks, where each holds the same values (sync_dist keeps
+        # Lightning's epoch-level logging consistent across ranks).
+        self.log("train/samples", float(images), sync_dist=True)
+        self.log("train/loss", loss / steps, prog_bar=True, sync_dist=True)
+        self.log("train/acc", correct.float() / images, prog_bar=True, sync_dist=True)
 
     def evaluation_logits(self, images: Tensor) -> Tensor:
         """Return the logits validation and test score: of the images, or with
@@ -247,6 +245,47 @@ class ImageClassifier(L.LightningModule):
         torch.set_rng_state(states["cpu"])
         if "cuda" in states and torch.cuda.device_count() == len(states["cuda"]):
             torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class TrainingSums:
+    """The running sums of an epoch's training metrics: the loss and the correct predictions
+    on the device, the steps and images on the host, all summed in order, so the epoch's
+    mean loss and accuracy are those torchmetrics' MeanMetric and micro accuracy give.
+
+    A step costs five small kernels and never waits for the device. The torchmetrics
+    objects cost ~250 us of host time a step on the CPU (three updates, about twenty
+    kernels): 2% of the default model's step at batch 32.
+    """
+
+    def __init__(self) -> None:
+        self.loss: Tensor | None = None  # float32 sum of the steps' mean losses
+        self.correct: Tensor | None = None  # predictions equal to the label
+        self.steps = self.images = 0
+
+    def reset(self) -> None:
+        """Start an epoch: nothing summed."""
+        self.loss = self.correct = None
+        self.steps = self.images = 0
+
+    def add(self, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
+        """Add one step's mean loss and its correct top-1 predictions (logits (N, classes))."""
+        if self.loss is None or self.loss.device != loss.device:
+            self.loss = torch.zeros((), device=loss.device)
+            self.correct = torch.zeros((), dtype=torch.long, device=loss.device)
+        self.loss.add_(loss.detach())
+        self.correct.add_((logits.detach().argmax(dim=1) == labels).sum())
+        self.steps += 1
+        self.images += labels.shape[0]
+
+    def totals(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Return the loss sum and the correct count (zeros on `device` before a step)."""
+        if self.loss is None or self.correct is None:
+            return torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
+        return self.loss, self.correct
+
+    def counts(self, device: torch.device) -> Tensor:
+        """Return (steps, images) as a tensor on `device`."""
+        return torch.tensor([self.steps, self.images], device=device)
 
 
 def _trainable(model: nn.Module) -> Iterator[nn.Parameter]:

@@ -2,7 +2,7 @@
 
 import torch
 
-from convnet.data.augment import BatchTransform, random_crop, random_flip
+from convnet.data.augment import BatchTransform, crop_and_flip, random_crop, random_flip
 
 
 def _batch(n: int = 16, size: int = 8) -> torch.Tensor:
@@ -39,6 +39,21 @@ def test_random_flip_mirrors_about_half_of_the_images() -> None:
     mirrored = [torch.equal(a.flip(2), b) for a, b in zip(images, flipped, strict=True)]
     assert all(s or m for s, m in zip(same, mirrored, strict=True))
     assert 60 < sum(mirrored) < 140
+
+
+def test_crop_and_flip_crops_then_mirrors_each_image_with_the_draws_in_that_order() -> None:
+    n, padding = 40, 2
+    images = torch.randint(0, 256, (n, 3, 7, 9), generator=torch.Generator().manual_seed(0))
+    out = crop_and_flip(images.to(torch.uint8), padding, True, torch.Generator().manual_seed(5))
+    # The reference, one image at a time: the shifts drawn first, then the mirrored images.
+    generator = torch.Generator().manual_seed(5)
+    rows, cols = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
+    mirrored = torch.rand(n, generator=generator) < 0.5
+    padded = torch.nn.functional.pad(images.to(torch.uint8), (padding,) * 4)
+    for i in range(n):
+        crop = padded[i, :, rows[i] : rows[i] + 7, cols[i] : cols[i] + 9]
+        assert torch.equal(out[i], crop.flip(2) if mirrored[i] else crop), i
+    assert 0 < int(mirrored.sum()) < n
 
 
 def test_normalisation_matches_the_formula() -> None:

@@ -202,6 +202,17 @@ class ImageDataModule(L.LightningDataModule):
         self._generator.manual_seed((self.seed * 1_000_003 + self._epoch()) * 1_000_003 + batch)
         return self._generator
 
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # In-memory batches are made on the device (TensorBatches): handed on as they are,
+        # without Lightning walking the batch to move each tensor where it already is.
+        if isinstance(batch, tuple | list) and all(
+            isinstance(part, torch.Tensor) and part.device == device for part in batch
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
