@@ -1,6 +1,6 @@
 """Training throughput: convnet against a hand-written PyTorch loop and the model alone.
 
-python scripts/benchmark.py model=resnet20 data.batch_size=128   # (a), (b), (c); b/c, b/a
+python scripts/benchmark.py model=resnet20 data.batch_size=128   # every arm; b/c, b/b32, b/a
 python scripts/benchmark.py --sweep --batch-sizes 64,128,256 --image-sizes 32,64 model=vgg11
 python scripts/benchmark.py --sweep --models resnet18,vgg16_bn,resnet20 --batch-sizes 512
 python scripts/benchmark.py --callbacks                           # pictures' cost, whole runs

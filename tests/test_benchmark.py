@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from convnet import hardware
-from convnet.benchmarks import compose_run, sweep, throughput
+from convnet.benchmarks import compose_run, ratio_lines, sweep, throughput
 from convnet.throughput import ThroughputBenchmark
 from tests.compose import REPO
 
@@ -67,6 +68,25 @@ def test_the_ratios_are_those_of_the_best_repeats(tmp_path: Path) -> None:
     assert result.ratio("convnet", "plain") is None  # (a) did not run
     assert result.flops_per_image > 0
     assert result.batch_size == 32 and result.image_size == (32, 32)  # digits upsampled
+
+
+def test_the_fp32_arm_is_convnets_run_forced_to_32_true_beside_the_runs_own(
+    tmp_path: Path,
+) -> None:
+    run = [*TINY, "trainer.precision=bf16-mixed"]
+    result = throughput(run, repeats=1, warmup=1, steps=2, arms=["convnet", "convnet_fp32"],
+                        output_dir=tmp_path)  # fmt: skip
+    assert result.results["convnet"].setting.startswith("bf16")
+    assert result.results["convnet_fp32"].setting.startswith("fp32")
+    trained = {arm: OmegaConf.load(tmp_path / f"{arm}-0" / "config.yaml").trainer.precision
+               for arm in ("convnet", "convnet_fp32")}  # fmt: skip
+    assert trained == {"convnet": "bf16-mixed", "convnet_fp32": "32-true"}
+    ratio = result.ratio("convnet", "convnet_fp32")
+    assert ratio_lines(result) == [f"b/b32 = {ratio:.2f}"]
+    # A run in fp32 already would only repeat (b).
+    fp32 = [*TINY, "trainer.precision=32-true"]
+    benchmark = ThroughputBenchmark(compose_run(fp32, tmp_path), compose_run, fp32, tmp_path, 1, 2)
+    assert benchmark.arms_to_run(["convnet", "convnet_fp32", "model"]) == ["convnet", "model"]
 
 
 def test_a_sweep_over_models_has_a_row_per_model_and_setting(

@@ -42,11 +42,13 @@ VISUAL_CALLBACKS = (
     "hparams",
 )
 # The ratios the throughput benchmark reports: convnet against the device's best ceiling
-# (b/c), the fp32 ceiling (b/c32: what a 32-true run can reach), the hand-written loop
-# (b/a), and the compiled model against the eager one (d/c).
+# (b/c), the fp32 ceiling (b/c32: what a 32-true run can reach), convnet forced to fp32
+# (b/b32: what the default precision gains), the hand-written loop (b/a), and the compiled
+# model against the eager one (d/c).
 RATIOS = (
     ("convnet", "model"),
     ("convnet", "model_fp32"),
+    ("convnet", "convnet_fp32"),
     ("convnet", "plain"),
     ("compiled", "model"),
 )
@@ -167,7 +169,8 @@ def throughput_table(result: Throughput, title: str) -> Table:
         title=title,
         caption=(
             "(a) a hand-written PyTorch loop over a torchvision DataLoader, (b) convnet's "
-            "training through Lightning, both in the run's precision; (c) the model alone on "
+            "training through Lightning, both in the run's precision, (b32) (b) in 32-true; "
+            "(c) the model alone on "
             "one batch on the device in the device's best precision, (c32) in fp32, (d) "
             f"compiled. {result.device}, run in {result.precision}, batch "
             f"{result.batch_size}, images "

@@ -6,6 +6,8 @@
     optimizer.
 (b) `convnet`: convnet's own training, `convnet.train.train` with the run's config, as
     scripts/train.py runs it (Lightning, callbacks, logger, device-resident data).
+(b32) `convnet_fp32`: (b) forced to `trainer.precision=32-true` (where the run is not fp32
+    already): what the default precision gains over fp32, measured in the same process.
 (c) `model`: forward, backward and optimizer step on one batch already on the device, in
     the fastest precision and memory format the device has (what `auto` picks there,
     convnet.hardware): the ceiling any data path can reach, whatever the run's precision.
@@ -60,11 +62,19 @@ from convnet.train import train
 
 log = logging.getLogger(__name__)
 
-ARMS = ("plain", "convnet", "model", "model_fp32", "compiled")
-LETTERS = {"plain": "a", "convnet": "b", "model": "c", "model_fp32": "c32", "compiled": "d"}
+ARMS = ("plain", "convnet", "convnet_fp32", "model", "model_fp32", "compiled")
+LETTERS = {
+    "plain": "a",
+    "convnet": "b",
+    "convnet_fp32": "b32",
+    "model": "c",
+    "model_fp32": "c32",
+    "compiled": "d",
+}
 DESCRIPTIONS = {
     "plain": "plain loop",
     "convnet": "convnet",
+    "convnet_fp32": "convnet, 32-true",
     "model": "model only",
     "model_fp32": "model only",
     "compiled": "model compiled",
@@ -160,6 +170,8 @@ class ThroughputBenchmark:
         """Return the precision and memory format arm `arm` runs in."""
         if arm in ("plain", "convnet"):
             return self.precision, self.memory_format
+        if arm == "convnet_fp32":
+            return FP32, self.memory_format
         if arm == "model_fp32":
             return FP32, self.best[1]
         return self.best
@@ -239,19 +251,23 @@ class ThroughputBenchmark:
 
         return timed(self.device, steps(), self.warmup, self.steps, self.batch_size)
 
-    def convnet(self, repeat: int) -> float:
-        """Return img/s of arm (b): convnet's training of the run config."""
+    def convnet(self, repeat: int, precision: str | None = None) -> float:
+        """Return img/s of arm (b): convnet's training of the run config (arm (b32) with
+        `precision` 32-true)."""
         window = StepWindow(self.warmup, self.steps)
+        forced = [f"++trainer.precision={precision}"] if precision else []
+        name = "convnet" if precision is None else "convnet_fp32"
         cfg = self.compose(
             [
                 *self.overrides,
+                *forced,
                 "test=false",
                 "++trainer.max_epochs=1",
                 f"++trainer.limit_train_batches={self.warmup + self.steps}",
                 "++trainer.limit_val_batches=1",
                 "++trainer.num_sanity_val_steps=0",
             ],
-            self.output_dir / f"convnet-{repeat}",
+            self.output_dir / f"{name}-{repeat}",
         )
         train(cfg, callbacks=[window])
         return self.steps * self.batch_size / window.seconds
@@ -259,6 +275,8 @@ class ThroughputBenchmark:
     def _measure(self, arm: str, repeat: int) -> float | None:
         if arm == "convnet":
             return self.convnet(repeat)
+        if arm == "convnet_fp32":
+            return self.convnet(repeat, FP32)
         if arm != "compiled":
             return getattr(self, arm)()
         try:
@@ -268,11 +286,16 @@ class ThroughputBenchmark:
             return None
 
     def arms_to_run(self, arms: Sequence[str]) -> list[str]:
-        """Return `arms` checked, without (c32) where (c) is already fp32."""
+        """Return `arms` checked, without (c32) where (c) is already fp32 and without (b32)
+        where the run is."""
         unknown = [arm for arm in arms if arm not in ARMS]
         if unknown:
             raise ConfigError(f"unknown arms {unknown}: choose from {', '.join(ARMS)}")
-        return [arm for arm in arms if not (arm == "model_fp32" and self.best[0] == FP32)]
+        repeated = {
+            "model_fp32": self.best[0] == FP32,
+            "convnet_fp32": autocast_dtype(self.precision) is None,
+        }
+        return [arm for arm in arms if not repeated.get(arm, False)]
 
     def run(self, arms: Sequence[str] = ARMS, repeats: int = 3) -> Throughput:
         """Measure `arms` `repeats` times each, interleaved; return the figures."""

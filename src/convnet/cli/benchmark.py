@@ -1,6 +1,6 @@
 """Training throughput: convnet against a hand-written PyTorch loop and the model alone.
 
-convnet benchmark model=resnet20 data.batch_size=128   # (a), (b), (c); b/c, b/a
+convnet benchmark model=resnet20 data.batch_size=128   # every arm; b/c, b/b32, b/a
 convnet benchmark --sweep --batch-sizes 64,128,256 --image-sizes 32,64 model=vgg11
 convnet benchmark --sweep --models resnet18,vgg16_bn,resnet20 --batch-sizes 512
 convnet benchmark --callbacks                           # pictures' cost, whole runs
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="timed repeats of each arm (3; sweep 1)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (5)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat (20)")
-    parser.add_argument("--arms", type=_arms, help="e.g. b,c,c32 (default: a,b,c,c32,d)")
+    parser.add_argument("--arms", type=_arms, help="e.g. b,c,c32 (default: a,b,b32,c,c32,d)")
     parser.add_argument(
         "--loader-workers",
         type=int,
