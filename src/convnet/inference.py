@@ -78,7 +78,7 @@ class EvalTransform:
             grey = torch.equal(rgb[0], rgb[1]) and torch.equal(rgb[1], rgb[2])
             rgb = rgb[:1] if grey else F.rgb_to_grayscale(rgb)
         if tuple(rgb.shape[1:]) != self.image_size:
-            # As image folders resize each file (convnet.data.folder.ImageFileDataset).
+            # As image folders resize each file (convnet.data.files.ImageFileDataset).
             rgb = F.resize(rgb, list(self.image_size), antialias=True)
         return rgb
 

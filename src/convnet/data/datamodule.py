@@ -14,7 +14,14 @@ from convnet import keys
 from convnet.checks import ConfigError, int_at_least, non_negative_int, positive_int, to_pair
 from convnet.data.augment import BatchTransform
 from convnet.data.batches import EpochBatchSampler, ResumableLoader, TensorBatches
-from convnet.data.splits import Split, Splits, TensorSplit, check_fold, kfold_splits
+from convnet.data.splits import (
+    Split,
+    Splits,
+    TensorSplit,
+    check_class_count,
+    check_fold,
+    kfold_splits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +117,7 @@ class ImageDataModule(L.LightningDataModule):
         return self.splits
 
     def _check(self, splits: Splits) -> None:
-        if len(splits.classes) != self.num_classes:
-            raise ConfigError(
-                f"data.num_classes={self.num_classes} but the data has {len(splits.classes)} "
-                f"classes ({', '.join(splits.classes[:12])}); set data.num_classes="
-                f"{len(splits.classes)}"
-            )
+        check_class_count(self.num_classes, splits.classes)
         sample = splits.train.images[:1] if isinstance(splits.train, TensorSplit) else None
         channels = sample.shape[1] if sample is not None else splits.train[0][0].shape[0]
         if channels != self.in_channels:

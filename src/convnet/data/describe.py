@@ -40,6 +40,7 @@ from convnet.checks import ConfigError, refuse
 from convnet.config import RULES
 from convnet.data.folder import FolderSamples, ImageFolderSource
 from convnet.data.images import read_image
+from convnet.data.splits import check_class_count
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +257,11 @@ def _describe(cfg: DictConfig, source: ImageFolderSource, missing: list[str]) ->
     found = source.split_samples()
     classes = found.classes
     given_classes = _given(cfg, keys.NUM_CLASSES)
-    if given_classes is not None and given_classes != len(classes):
-        raise ConfigError(
-            f"{keys.NUM_CLASSES}={given_classes} but {source.root} has {len(classes)} class "
-            f"folders ({', '.join(classes[:12])}{', ...' if len(classes) > 12 else ''}); set "
-            f"{keys.NUM_CLASSES}={len(classes)}, or leave it out to take it from the folders"
-        )
+    if given_classes is not None:  # checked before the pixels are read
+        check_class_count(given_classes, classes, str(source.root), "class folders")
+    counts = Counter(label for _, label in found.train)
     lines = [f"data: {source.root} (taken from the images where a key is null: set it to choose)"]
-    lines += _class_lines(found)
+    lines += _class_lines(found, counts)
     said: dict[str, str] = {keys.NUM_CLASSES: "the class folders"}
     values: dict[str, Any] = {keys.NUM_CLASSES: len(classes)}
 
@@ -299,11 +297,10 @@ def _describe(cfg: DictConfig, source: ImageFolderSource, missing: list[str]) ->
         named = ", ".join(f"{key}={_given(cfg, key)}" for key in missing if said[key] == reason)
         lines.append(f"  {named}: {reason}")
     log.info("\n".join(lines))
-    _warn_about_imbalance(found)
+    _warn_about_imbalance(found, counts)
 
 
-def _class_lines(found: FolderSamples) -> list[str]:
-    counts = Counter(label for _, label in found.train)
+def _class_lines(found: FolderSamples, counts: Counter[int]) -> list[str]:
     listed = ", ".join(f"{name} {counts[i]}" for i, name in enumerate(found.classes[:20]))
     more = f", and {len(found.classes) - 20} more" if len(found.classes) > 20 else ""
     test = f", {len(found.test)} test" if found.test is not None else ", no test split"
@@ -313,8 +310,7 @@ def _class_lines(found: FolderSamples) -> list[str]:
     ]
 
 
-def _warn_about_imbalance(found: FolderSamples) -> None:
-    counts = Counter(label for _, label in found.train)
+def _warn_about_imbalance(found: FolderSamples, counts: Counter[int]) -> None:
     (most, largest), (least, smallest) = counts.most_common()[0], counts.most_common()[-1]
     if smallest and largest / smallest >= IMBALANCE_WARNING:
         log.warning(

@@ -26,14 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.transforms.v2 import functional as F
 
 from convnet import keys
 from convnet.checks import ConfigError, to_pair
-from convnet.data.images import read_image
+from convnet.data.files import ImageFileDataset, Sample, header_problem
 from convnet.data.splits import Splits, check_val_fraction, stratified_split
 
 log = logging.getLogger(__name__)
@@ -41,8 +38,6 @@ log = logging.getLogger(__name__)
 HEADER_CHECK_LIMIT = 20_000
 BAD_FILE_MODES = ("skip", "error")
 _LAYOUT_HINT = "lay it out as <root>/<class>/<image> or <root>/train/<class>/<image>"
-
-Sample = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -53,59 +48,6 @@ class FolderSamples:
     train: list[Sample]
     val: list[Sample]
     test: list[Sample] | None
-
-
-class ImageFileDataset(Dataset):
-    """Items are (uint8 (channels, H, W) image resized to `image_size`, int label) from files."""
-
-    def __init__(
-        self,
-        samples: list[Sample],
-        image_size: tuple[int, int],
-        on_bad_file: str = "skip",
-        channels: int = 3,
-    ) -> None:
-        self.samples = samples
-        self.targets = [label for _, label in samples]
-        self.image_size = image_size
-        self.on_bad_file = on_bad_file
-        self.channels = channels
-        self._skipped: set[str] = set()
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        # A bad file is replaced by the next readable one; samples are grouped by class, so
-        # that is almost always an image of the same class.
-        for offset in range(len(self.samples)):
-            path, label = self.samples[(index + offset) % len(self.samples)]
-            try:
-                image = read_image(path, self.channels)
-            # Decoders raise many exception types for malformed input; each means "unusable".
-            except Exception as err:
-                if self.on_bad_file == "error":
-                    raise ValueError(
-                        f"cannot read image {path} ({err}); fix or delete the file, or set "
-                        "data.source.on_bad_file=skip to skip unreadable files"
-                    ) from err
-                self._note_skipped(path, err)
-                continue
-            if tuple(image.shape[1:]) != self.image_size:
-                image = F.resize(image, list(self.image_size), antialias=True)
-            return image, label
-        raise ValueError(f"none of the {len(self.samples)} image files of this split can be read")
-
-    def _note_skipped(self, path: str, err: Exception) -> None:
-        if path in self._skipped:
-            return
-        self._skipped.add(path)
-        log.warning(
-            "skipped unreadable image %s (%s); %d file(s) skipped so far by this process",
-            path,
-            err,
-            len(self._skipped),
-        )
 
 
 class ImageFolderSource:
@@ -284,7 +226,7 @@ class ImageFolderSource:
                 HEADER_CHECK_LIMIT,
             )
             return samples
-        bad = {path: problem for path, _ in samples if (problem := _header_problem(path))}
+        bad = {path: problem for path, _ in samples if (problem := header_problem(path))}
         if not bad:
             return samples
         listed = "; ".join(f"{path} ({problem})" for path, problem in list(bad.items())[:10])
@@ -308,17 +250,6 @@ def _check_root(root: Path) -> None:
         raise NotADirectoryError(f"data.source.root {root} is a file, not a folder")
     if not _visible_entries(root):
         raise ValueError(f"image folder {root} is empty; {_LAYOUT_HINT}")
-
-
-def _header_problem(path: str) -> str | None:
-    """Return why the image file at `path` cannot be read, or None when it looks fine."""
-    try:
-        with Image.open(path) as image:
-            image.verify()  # reads the header (and for PNG every chunk's checksum), not pixels
-    # PIL raises many exception types for malformed input; each means "unusable".
-    except Exception as err:
-        return f"{type(err).__name__}: {err}"
-    return None
 
 
 def _visible_entries(folder: Path) -> list[str]:

@@ -48,6 +48,21 @@ class Splits:
     classes: list[str]
 
 
+def check_class_count(
+    num_classes: int, classes: list[str], holder: str = "the data", kind: str = "classes"
+) -> None:
+    """Raise ConfigError naming both when data.num_classes is not the number of `classes`
+    that `holder` has (e.g. "/data/digits", "class folders")."""
+    if num_classes == len(classes):
+        return
+    listed = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+    raise ConfigError(
+        f"{keys.NUM_CLASSES}={num_classes} but {holder} has {len(classes)} {kind} ({listed}); "
+        f"set {keys.NUM_CLASSES}={len(classes)}, or leave it null where the data gives it "
+        "(data=imagefolder)"
+    )
+
+
 def stratified_split(labels: torch.Tensor, fractions: list[float], seed: int) -> list[torch.Tensor]:
     """Return index tensors, one per fraction (the last takes the rest), with every class
     split in the same proportions; the same for the same seed."""
