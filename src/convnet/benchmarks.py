@@ -52,8 +52,9 @@ RATIOS = (
     ("convnet", "plain"),
     ("compiled", "model"),
 )
-# Display only, and the same in every arm: left out so the log stays readable.
-QUIET = ("++callbacks.rich_progress_bar=null",)
+# Display only, and the same in every arm: no bar (neither convnet's nor the one Lightning
+# adds in its place), so the log stays readable.
+QUIET = ("++callbacks.rich_progress_bar=null", "++trainer.enable_progress_bar=false")
 
 
 def compose_run(overrides: Sequence[str], output_dir: Path) -> DictConfig:

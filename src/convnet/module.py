@@ -92,6 +92,16 @@ class ImageClassifier(L.LightningModule):
         self._best_before: float | None = None  # of the epochs before a resume
         self._best_seen: float | None = None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets `_current_fx_name` twice around each hook it calls on the module
+        # (about 20 a training step). nn.Module's __setattr__ first checks whether the value
+        # is a parameter, buffer or submodule, 2-3 us each time; a hook's name (a string or
+        # None) never is, and goes where nn.Module would put it.
+        if name == "_current_fx_name" and (value is None or isinstance(value, str)):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
 
