@@ -47,8 +47,8 @@ def test_a_run_calls_the_hooks_callbacks_implement_and_skips_the_no_ops(tmp_path
     train(cfg, callbacks=[counting, inherited, silent])
     # Every optimizer step reached both callbacks' hooks.
     assert counting.steps > 0
-    assert counting.calls == {"on_train_batch_end": counting.steps,
-                              "on_before_optimizer_step": counting.steps}  # fmt: skip
+    expected = {"on_train_batch_end": counting.steps, "on_before_optimizer_step": counting.steps}
+    assert counting.calls == expected
     assert inherited.calls == counting.calls
     # The silent callback's hooks are shadowed on the instance, its class is untouched.
     assert all(getattr(silent, hook) is None for hook in BATCH_HOOKS)
