@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +10,15 @@ import pytest
 from omegaconf import DictConfig
 
 from tests.compose import TINY_SHAPES, compose_config
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # One torch thread a test worker, for it and the scripts it runs: with `-n 2` on 2
+    # cores, two workers of 2 threads each spin against each other (one end-to-end test
+    # took 116 s against 24 s alone).
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True, scope="session")
