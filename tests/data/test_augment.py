@@ -1,8 +1,9 @@
 """Batch augmentation and normalisation on uint8 batches."""
 
+import pytest
 import torch
 
-from convnet.data.augment import BatchTransform, crop_and_flip, random_crop, random_flip
+from convnet.data.augment import BatchTransform, CropSource, crop_and_flip, random_crop, random_flip
 
 
 def _batch(n: int = 16, size: int = 8) -> torch.Tensor:
@@ -128,3 +129,36 @@ def test_crop_offsets_and_flip_rate_match_torchvision_in_distribution() -> None:
     theirs_rate = theirs_rate.flatten(1).all(dim=1).float().mean()
     assert abs(ours_rate - 0.5) < 0.03
     assert abs(theirs_rate - 0.5) < 0.03
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(("padding", "flip"), [(2, True), (3, False), (0, True)])
+def test_a_crop_source_gives_crop_and_flip_of_the_gathered_images(
+    padding: int, flip: bool, memory_format: torch.memory_format
+) -> None:
+    images = torch.randint(0, 256, (30, 3, 7, 9), dtype=torch.uint8)
+    source = CropSource(images, padding, flip, memory_format)
+    for seed in range(3):
+        index = torch.randperm(30, generator=torch.Generator().manual_seed(seed))[:12]
+        crops = source(index, torch.Generator().manual_seed(seed))
+        gathered = images.index_select(0, index)
+        reference = crop_and_flip(gathered, padding, flip, torch.Generator().manual_seed(seed))
+        assert torch.equal(crops, reference)
+        assert crops.is_contiguous(memory_format=memory_format)
+    assert source.padded.nbytes == CropSource.bytes_for(images, padding, flip)
+
+
+def test_normalising_a_channels_last_batch_gives_the_same_values_in_channels_last() -> None:
+    transform = BatchTransform(mean=[0.1, 0.5, 0.9], std=[0.2, 0.3, 0.4])
+    images = _batch().to(torch.uint8)
+    expected = (images.float() / 255 - torch.tensor([0.1, 0.5, 0.9])[:, None, None]) / torch.tensor(
+        [0.2, 0.3, 0.4]
+    )[:, None, None]
+    for _ in range(2):  # the second reuses the full-size operands
+        out = transform.normalise(images.contiguous(memory_format=torch.channels_last))
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.equal(
+        transform.normalise(images.contiguous(memory_format=torch.channels_last)),
+        transform.normalise(images),
+    )

@@ -119,3 +119,43 @@ def test_in_memory_splits_are_copied_to_the_training_device_once() -> None:
     assert images.shape == (16, 1, 2, 2)
     assert module.train_dataloader().split is first.split  # not copied again
     assert module._loaded().train.images.device.type == "cpu"  # the CPU copy stays
+
+
+class _Pictures:
+    def prepare(self) -> None:
+        pass
+
+    def load(self) -> Splits:
+        images = torch.randint(0, 256, (48, 3, 6, 6), dtype=torch.uint8)
+        split = TensorSplit(images, torch.arange(48))  # a label names its image
+        return Splits(train=split, val=split, test=None, classes=[str(i) for i in range(48)])
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_in_memory_training_batches_come_cropped_as_the_per_batch_path_crops_them(
+    memory_format: torch.memory_format,
+) -> None:
+    module = ImageDataModule(
+        _Pictures(), 3, 48, [6, 6], [0.5] * 3, [0.25] * 3, batch_size=8, crop_padding=2, flip=True
+    )
+    trainer = module.trainer = _Trainer("cpu")
+    trainer.lightning_module = SimpleNamespace(memory_format=memory_format)
+    trainer.current_epoch = 1
+    progress = trainer.fit_loop.epoch_loop.batch_progress.current
+    progress.ready = 2  # resumed mid-epoch: the pass starts at its third batch
+    train = module._loaded().train
+    loader = module.train_dataloader()
+    assert module._train_cropped  # by a CropSource, in TensorBatches
+    batches = 0
+    for number, (crops, labels) in enumerate(loader, start=2):
+        progress.ready = number  # as Lightning counts a batch: ready once on the device
+        images, _ = module.on_after_batch_transfer((crops, labels), 0)
+        assert images.is_contiguous(memory_format=memory_format)
+        # The per-batch path: the batch's own images, cropped after the transfer.
+        module._train_cropped = False
+        gathered = (train.images.index_select(0, labels), labels)
+        expected, _ = module.on_after_batch_transfer(gathered, 0)
+        module._train_cropped = True
+        assert torch.equal(images, expected)
+        batches += 1
+    assert batches == 6 - 2

@@ -61,6 +61,90 @@ def crop_and_flip(images: Tensor, padding: int, flip: bool, generator: torch.Gen
     return crops.contiguous()
 
 
+# The most a CropSource may hold; a larger training split is cropped batch by batch.
+CROP_SOURCE_MAX_BYTES = 4 * 2**30
+
+
+class CropSource:
+    """A training split, zero-padded (and mirrored, with `flip`) once, in the network's
+    memory format, from which a batch's random crops are one gather: crop_and_flip of the
+    batch's images, with the same draws from the generator, equal to the pixel.
+
+    crop_and_flip pads, mirrors and gathers every batch anew, and a channels_last network
+    then needs the float batch converted: ~1 ms of a small network's step at batch 32 on 2
+    CPU cores, against ~0.1 ms here. The price is memory: the padded split, twice with
+    `flip` (CIFAR-10's 50,000 training images with padding 4: 480 MB of uint8).
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        padding: int,
+        flip: bool,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        n, channels, height, width = images.shape
+        padded = torch.nn.functional.pad(images, (padding,) * 4) if padding > 0 else images
+        if flip:  # (2N, ...): image i mirrored at i + N
+            padded = torch.cat([padded, padded.flip(3)])
+        self.channels_last = memory_format == torch.channels_last
+        self.count, self.padding, self.flip = n, padding, flip
+        self.shape = (channels, height, width)
+        padded_height, padded_width = height + 2 * padding, width + 2 * padding
+        plane = padded_height * padded_width
+        if self.channels_last:
+            # (2N, H+2p, W+2p, C): a crop's rows are runs of W*C bytes, channels inside.
+            padded = padded.permute(0, 2, 3, 1).contiguous()
+            self.image_stride, self.row_stride, self.pixel_stride = (
+                plane * channels,
+                padded_width * channels,
+                channels,
+            )
+            span = ((height - 1) * padded_width + width) * channels
+            self.strides = (span, 1, self.row_stride, channels)
+        else:
+            padded = padded.contiguous()
+            self.image_stride, self.row_stride, self.pixel_stride = (
+                channels * plane,
+                padded_width,
+                1,
+            )
+            span = (channels - 1) * plane + (height - 1) * padded_width + width
+            self.strides = (span, plane, padded_width, 1)
+        self.padded = padded
+        # Row k is the span of bytes from flat position k: a crop is the row at its first pixel.
+        self._windows = padded.view(-1).unfold(0, span, 1)
+
+    @staticmethod
+    def bytes_for(images: Tensor, padding: int, flip: bool) -> int:
+        """Return the bytes a CropSource of `images` holds."""
+        n, channels, height, width = images.shape
+        size = n * channels * (height + 2 * padding) * (width + 2 * padding)
+        return size * images.element_size() * (2 if flip else 1)
+
+    def __call__(self, index: Tensor, generator: torch.Generator) -> Tensor:
+        """Return the crops of images `index`: (N, C, H, W) uint8 in the memory format."""
+        n, padding, device = index.numel(), self.padding, index.device
+        drawn_on = generator.device
+        # The draws of crop_and_flip, in its order: the shifts, then the mirrored images.
+        if padding > 0:
+            shifts = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=drawn_on)
+            rows, cols = shifts.to(device)
+        else:
+            rows = cols = torch.zeros((), dtype=torch.long, device=device)
+        sample = index
+        if self.flip:
+            mirrored = (torch.rand(n, generator=generator, device=drawn_on) < 0.5).to(device)
+            sample = index + self.count * mirrored
+            # The crop at column c, mirrored, is the mirrored image's crop at column 2p - c.
+            cols = torch.where(mirrored, 2 * padding - cols, cols)
+        start = sample * self.image_stride + rows * self.row_stride + cols * self.pixel_stride
+        windows = self._windows.index_select(0, start)
+        crops = windows.as_strided((n, *self.shape), self.strides)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        return crops.contiguous(memory_format=layout)
+
+
 class BatchTransform:
     """uint8 (N, C, H, W) -> normalised float batch, with augmentation when training."""
 
@@ -87,6 +171,7 @@ class BatchTransform:
         self.crop_padding = crop_padding
         self.flip = flip
         self.image_size = tuple(image_size) if image_size is not None else None
+        self._full: tuple[tuple, tuple[Tensor, Tensor]] | None = None  # channels_last operands
 
     def __call__(
         self, images: Tensor, training: bool, generator: torch.Generator | None = None
@@ -98,7 +183,26 @@ class BatchTransform:
             ).clamp_(0, 255)
         if training and generator is not None:
             images = crop_and_flip(images, self.crop_padding, self.flip, generator)
+        return self.normalise(images)
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """Return the float batch of uint8 `images`, in their memory format."""
         scale, shift = self.scale.to(images.device), self.shift.to(images.device)
-        # In the images' layout: the LightningModule gives them its network's (channels_last
-        # where that is faster, convnet.hardware). uint8 times float is float: one pass.
+        if (
+            images.dim() == 4
+            and not images.is_contiguous()
+            and images.is_contiguous(memory_format=torch.channels_last)
+        ):
+            # One channel value every C bytes defeats vectorising a (1, C, 1, 1) operand:
+            # full-size (1, C, H, W) channels_last ones take a sixth of the time (2 CPU cores,
+            # 32 CIFAR images: 20 against 120 us).
+            key = (tuple(images.shape[1:]), images.device)
+            if self._full is None or self._full[0] != key:
+                full = tuple(
+                    t.expand(1, *images.shape[1:]).contiguous(memory_format=torch.channels_last)
+                    for t in (scale, shift)
+                )
+                self._full = (key, full)
+            scale, shift = self._full[1]
+        # uint8 times float is float: one pass.
         return torch.mul(images, scale).add_(shift)

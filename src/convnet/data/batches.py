@@ -78,11 +78,12 @@ class _EpochBatches:
             self.num_samples, self.shuffle, self.seed, self.epoch(), self.rank, self.world_size
         )
 
-    def _index_batches(self, order: Tensor) -> Iterator[Tensor]:
+    def _index_batches(self, order: Tensor) -> Iterator[tuple[int, Tensor]]:
+        """Yield (the batch's number in the epoch, its sample indices) from batches_done()."""
         # batches_done() is read when the first batch is asked for, after Lightning has
         # reset or restored its counters for this epoch.
         for batch in range(self.batches_done(), len(self)):
-            yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            yield batch, order[batch * self.batch_size : (batch + 1) * self.batch_size]
 
     def state_dict(self) -> dict[str, int]:
         """Return where the epoch stands (Lightning's resumable-loader interface)."""
@@ -101,18 +102,33 @@ class TensorBatches(_EpochBatches):
     device once, so a batch is one gather there, with no host-to-device copy per step
     and no per-sample Python work. (A per-sample DataLoader costs ~10x more than the
     training step on small images.)
+
+
+    crops: makes the images of a batch from (sample indices, the batch's number in its
+        epoch) instead of gathering them: a training batch's random crops (CropSource).
     """
 
-    def __init__(self, split: TensorSplit, batch_size: int, **order: object) -> None:
+    def __init__(
+        self,
+        split: TensorSplit,
+        batch_size: int,
+        crops: Callable[[Tensor, int], Tensor] | None = None,
+        **order: object,
+    ) -> None:
         super().__init__(len(split), batch_size, **order)  # type: ignore[arg-type]
         self.split = split
+        self.crops = crops
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self._order().to(self.split.images.device)  # one copy per epoch
-        for index in self._index_batches(order):
-            # index_select copies whole images; indexing with [index] goes element by
-            # element, 15-20x as long on the CPU (60 against 4 us for 32 CIFAR images).
-            yield self.split.images.index_select(0, index), self.split.labels.index_select(0, index)
+        for number, index in self._index_batches(order):
+            labels = self.split.labels.index_select(0, index)
+            if self.crops is not None:
+                yield self.crops(index, number), labels
+            else:
+                # index_select copies whole images; indexing with [index] goes element by
+                # element, 15-20x as long on the CPU (60 against 4 us for 32 CIFAR images).
+                yield self.split.images.index_select(0, index), labels
 
 
 class EpochBatchSampler(_EpochBatches, Sampler[list[int]]):
@@ -123,7 +139,7 @@ class EpochBatchSampler(_EpochBatches, Sampler[list[int]]):
     """
 
     def __iter__(self) -> Iterator[list[int]]:
-        for index in self._index_batches(self._order()):
+        for _, index in self._index_batches(self._order()):
             yield index.tolist()
 
 

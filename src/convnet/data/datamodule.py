@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import lightning as L
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from convnet import keys
 from convnet.checks import ConfigError, int_at_least, non_negative_int, positive_int, to_pair
-from convnet.data.augment import BatchTransform
+from convnet.data.augment import CROP_SOURCE_MAX_BYTES, BatchTransform, CropSource
 from convnet.data.batches import EpochBatchSampler, ResumableLoader, TensorBatches
 from convnet.data.splits import (
     Split,
@@ -40,7 +41,10 @@ class ImageDataModule(L.LightningDataModule):
     In-memory sources (TensorSplit) are batched by index; streamed sources (Datasets)
     go through DataLoader workers. Both give uint8 batches; `on_after_batch_transfer`
     turns them into normalised float batches where they will be used, so augmentation
-    runs once per batch on the GPU instead of once per image on the CPU.
+    runs once per batch on the GPU instead of once per image on the CPU. An in-memory
+    training batch comes cropped and flipped already, in the network's memory format: one
+    gather from a padded copy of the split (CropSource), with the draws the per-batch path
+    would make.
     """
 
     def __init__(
@@ -92,6 +96,8 @@ class ImageDataModule(L.LightningDataModule):
         self.splits: Splits | None = None
         self._generator: torch.Generator | None = None
         self._device_splits: dict[tuple[int, str], TensorSplit] = {}
+        self._crop_source: tuple[tuple, CropSource] | None = None
+        self._train_cropped = False  # training batches come cropped (TensorBatches)
 
     @property
     def classes(self) -> list[str]:
@@ -147,7 +153,10 @@ class ImageDataModule(L.LightningDataModule):
             "world_size": world_size,
         }
         if isinstance(split, TensorSplit):
-            return TensorBatches(self._on_device(split), batch_size, **order)
+            on_device = self._on_device(split)
+            crops = self._crops(on_device) if training else None
+            self._train_cropped = crops is not None if training else self._train_cropped
+            return TensorBatches(on_device, batch_size, crops=crops, **order)
         loader = DataLoader(
             split,
             batch_sampler=EpochBatchSampler(len(split), batch_size, **order),
@@ -167,6 +176,30 @@ class ImageDataModule(L.LightningDataModule):
             # uint8 on the device: CIFAR-10's 60,000 images take 184 MB.
             self._device_splits[key] = TensorSplit(split.images.to(device), split.labels.to(device))
         return self._device_splits[key]
+
+    def _crops(self, split: TensorSplit) -> Callable[[Tensor, int], Tensor] | None:
+        """Return how training batches of the in-memory `split` get their random crops in
+        one gather (CropSource), or None where on_after_batch_transfer crops them: with no
+        augmentation, no trainer, images resized first or a CropSource too large."""
+        transform = self.transform
+        resized = transform.image_size not in (None, tuple(split.images.shape[-2:]))
+        if self.trainer is None or resized or not (transform.crop_padding or transform.flip):
+            return None
+        size = CropSource.bytes_for(split.images, transform.crop_padding, transform.flip)
+        if size > CROP_SOURCE_MAX_BYTES:
+            log.info(
+                "training crops made batch by batch: a padded copy would take %d MiB", size >> 20
+            )
+            return None
+        # The network's layout (the LightningModule's, set up by now), so no batch is converted.
+        module = getattr(self.trainer, "lightning_module", None)
+        memory_format = getattr(module, "memory_format", None) or torch.contiguous_format
+        key = (id(split), split.images.device, memory_format)
+        if self._crop_source is None or self._crop_source[0] != key:
+            source = CropSource(split.images, transform.crop_padding, transform.flip, memory_format)
+            self._crop_source = (key, source)
+        source = self._crop_source[1]
+        return lambda index, batch: source(index, self._augment_generator(index.device, batch))
 
     def train_dataloader(self) -> Iterable:
         return self._batches(self._loaded().train, training=True)
@@ -193,14 +226,15 @@ class ImageDataModule(L.LightningDataModule):
             return 0
         return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
-    def _augment_generator(self, device: torch.device) -> torch.Generator:
+    def _augment_generator(self, device: torch.device, batch: int | None = None) -> torch.Generator:
         # Seeded from (seed, epoch, batch): augmentation is fixed by the seed, independent
         # of every other use of the global RNG, and the same after a mid-epoch resume.
         # Lightning moves a batch to the device just before counting it as ready, so the
-        # batch's index in its epoch is the count of batches ready before it.
+        # batch's index in its epoch (`batch`, where TensorBatches makes the crops) is the
+        # count of batches ready before it.
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-        batch = self._batches_done()
+        batch = self._batches_done() if batch is None else batch
         self._generator.manual_seed((self.seed * 1_000_003 + self._epoch()) * 1_000_003 + batch)
         return self._generator
 
@@ -218,5 +252,7 @@ class ImageDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
+        if training and self._train_cropped:  # cropped already, in the network's layout
+            return self.transform.normalise(images), labels
         generator = self._augment_generator(images.device) if training else None
         return self.transform(images, training, generator), labels
