@@ -159,3 +159,18 @@ def test_in_memory_training_batches_come_cropped_as_the_per_batch_path_crops_the
         assert torch.equal(images, expected)
         batches += 1
     assert batches == 6 - 2
+
+
+def test_a_split_whose_padded_copy_is_too_large_is_cropped_batch_by_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("convnet.data.datamodule.CROP_SOURCE_MAX_BYTES", 1000)
+    module = ImageDataModule(
+        _Pictures(), 3, 48, [6, 6], [0.5] * 3, [0.25] * 3, batch_size=8, crop_padding=2
+    )
+    module.trainer = _Trainer("cpu")
+    images, labels = next(iter(module.train_dataloader()))
+    assert not module._train_cropped
+    assert torch.equal(images, module._loaded().train.images.index_select(0, labels))
+    cropped, _ = module.on_after_batch_transfer((images, labels), 0)  # cropped here instead
+    assert not torch.equal(cropped, module.transform.normalise(images))
