@@ -103,9 +103,9 @@ class TensorBatches(_EpochBatches):
     and no per-sample Python work. (A per-sample DataLoader costs ~10x more than the
     training step on small images.)
 
-
-    crops: makes the images of a batch from (sample indices, the batch's number in its
-        epoch) instead of gathering them: a training batch's random crops (CropSource).
+    Args:
+        crops: makes a batch's images from (its sample indices, its number in the epoch)
+            instead of gathering them: a training batch's random crops (CropSource).
     """
 
     def __init__(

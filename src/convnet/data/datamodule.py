@@ -153,9 +153,10 @@ class ImageDataModule(L.LightningDataModule):
             "world_size": world_size,
         }
         if isinstance(split, TensorSplit):
-            on_device = self._on_device(split)
-            crops = self._crops(on_device) if training else None
-            self._train_cropped = crops is not None if training else self._train_cropped
+            on_device, crops = self._on_device(split), None
+            if training:
+                crops = self._crops(on_device)
+                self._train_cropped = crops is not None
             return TensorBatches(on_device, batch_size, crops=crops, **order)
         loader = DataLoader(
             split,
