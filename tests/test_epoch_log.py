@@ -15,6 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import OmegaConf
 
 from convnet.callbacks import epoch_log
@@ -165,3 +167,22 @@ def test_a_resumed_run_numbers_its_epochs_on(
 
     assert run("trainer.max_epochs=1") == ["1/1"]
     assert run("trainer.max_epochs=2", "ckpt_path=last") == ["2/2"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_default_runs_bar_redraws_a_few_times_a_second_not_lightnings_hundred(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    monkeypatch.setenv("TERM", "xterm-256color")
+    callbacks = OmegaConf.load(REPO / "configs" / "callbacks" / "default.yaml")
+    bar = instantiate(callbacks.rich_progress_bar)
+    trainer = SimpleNamespace(progress_bar_callback=bar, is_global_zero=True)
+    bar.setup(trainer, None, "fit")
+    bar._init_progress(trainer)  # starts the live display and its drawing thread
+    try:
+        assert bar.is_enabled
+        assert 1 <= bar.progress.live.refresh_per_second <= 10
+        assert RichProgressBar().refresh_rate == 100  # Lightning's own, 3 ms of Python each
+    finally:
+        bar._stop_progress()
