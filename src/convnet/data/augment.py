@@ -26,39 +26,15 @@ def crop_and_flip(images: Tensor, padding: int, flip: bool, generator: torch.Gen
     """Return random_flip(random_crop(images, padding)) when `flip`, else the crop alone,
     with the same draws from `generator` (the shifts, then the mirrored images).
 
-    The batch is copied once: each image's crop is one window of the flat batch, taken
-    with index_select, where a gather per pixel costs 5x as long on the CPU (and a
-    mirrored image is a window of the mirrored batch, shifted to match).
+    The batch is copied once: each image's crop is one window of the flat padded batch,
+    taken with index_select, where a gather per pixel costs 5x as long on the CPU (and a
+    mirrored image is a window of the mirrored batch, shifted to match): a CropSource of
+    the batch itself.
     """
     if padding <= 0 and not flip:
         return images
-    n, channels, height, width = images.shape
-    device, drawn_on = images.device, generator.device
-    if padding > 0:
-        shifts = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=drawn_on)
-        rows, cols = shifts.to(device)
-    # (N, C, H+2p, W+2p), row-major as the windows below read it.
-    padded = (
-        torch.nn.functional.pad(images, (padding,) * 4) if padding > 0 else images
-    ).contiguous()
-    sample = torch.arange(n, device=device)  # the image each output is taken from
-    if flip:
-        mirrored = (torch.rand(n, generator=generator, device=drawn_on) < 0.5).to(device)
-        padded = torch.cat([padded, padded.flip(3)])  # (2N, ...): the mirrored after the rest
-        sample = sample + n * mirrored
-    if padding <= 0:
-        return padded.index_select(0, sample)
-    if flip:
-        # The crop at column c, mirrored, is the mirrored image's crop at column 2p - c.
-        cols = torch.where(mirrored, 2 * padding - cols, cols)
-    padded_height, padded_width = height + 2 * padding, width + 2 * padding
-    plane = padded_height * padded_width
-    start = sample * (channels * plane) + rows * padded_width + cols
-    # From a crop's first pixel to its last, across its channels and rows.
-    span = (channels - 1) * plane + (height - 1) * padded_width + width
-    windows = padded.view(-1).unfold(0, span, 1).index_select(0, start)  # (N, span)
-    crops = windows.as_strided((n, channels, height, width), (span, plane, padded_width, 1))
-    return crops.contiguous()
+    every = torch.arange(images.shape[0], device=images.device)
+    return CropSource(images, padding, flip)(every, generator)
 
 
 # The most a CropSource may hold; a larger training split is cropped batch by batch.
