@@ -154,7 +154,7 @@ def test_normalising_a_channels_last_batch_gives_the_same_values_in_channels_las
     expected = (images.float() / 255 - torch.tensor([0.1, 0.5, 0.9])[:, None, None]) / torch.tensor(
         [0.2, 0.3, 0.4]
     )[:, None, None]
-    for _ in range(2):  # the second reuses the full-size operands
+    for _ in range(2):  # the second reuses the full-size operands made by the first
         out = transform.normalise(images.contiguous(memory_format=torch.channels_last))
         assert out.is_contiguous(memory_format=torch.channels_last)
         assert torch.allclose(out, expected, atol=1e-5)
