@@ -139,3 +139,34 @@ def test_the_compiled_arm_trains_the_same_network_compiled(tmp_path: Path) -> No
     assert compiled.setting == model.setting
     assert len(compiled.images_per_second) == 2 and min(compiled.images_per_second) > 0
     assert result.ratio("compiled", "model") == pytest.approx(compiled.best() / model.best())
+
+
+def test_the_lightning_arm_trains_the_ceilings_step_through_lightning(tmp_path: Path) -> None:
+    import lightning as L
+
+    from convnet.step_timing import LightningStep, SameBatch, TrainStep
+
+    run = [*TINY, "trainer.precision=32-true", "trainer.accelerator=cpu"]
+    benchmark = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)
+    images, labels = benchmark._batch()
+    cpu = torch.device("cpu")
+    # The reference: three hand-written steps of (c) in fp32 from the same seeded network.
+    by_hand = TrainStep(benchmark.cfg, cpu, "32-true", torch.contiguous_format)
+    for _ in range(3):
+        by_hand(images, labels)
+    step = TrainStep(benchmark.cfg, cpu, "32-true", torch.contiguous_format)
+    start = [p.detach().clone() for p in step.network.parameters()]
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(LightningStep(step), train_dataloaders=SameBatch((images, labels), 3))
+    assert trainer.global_step == 3
+    trained = list(step.network.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(start, trained, strict=True))
+    for ours, reference in zip(trained, by_hand.network.parameters(), strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    # In the benchmark, beside (b) and (c), with its two ratios.
+    result = throughput(TINY, repeats=1, warmup=1, steps=2, arms=["convnet", "lightning", "model"],
+                        output_dir=tmp_path / "arms")  # fmt: skip
+    assert result.results["lightning"].setting == result.results["convnet"].setting
+    assert [line.split(" = ")[0] for line in ratio_lines(result)][-2:] == ["b/l", "l/c"]

@@ -50,6 +50,8 @@ RATIOS = (
     ("convnet", "model_fp32"),
     ("convnet", "convnet_fp32"),
     ("convnet", "plain"),
+    ("convnet", "lightning"),
+    ("lightning", "model"),
     ("compiled", "model"),
 )
 # Display only, and the same in every arm: no bar (neither convnet's nor the one Lightning
@@ -171,6 +173,7 @@ def throughput_table(result: Throughput, title: str) -> Table:
         caption=(
             "(a) a hand-written PyTorch loop over a torchvision DataLoader, (b) convnet's "
             "training through Lightning, both in the run's precision, (b32) (b) in 32-true; "
+            "(l) the model's step in a minimal LightningModule, in the run's precision; "
             "(c) the model alone on "
             "one batch on the device in the device's best precision, (c32) in fp32, (d) "
             f"compiled. {result.device}, run in {result.precision}, batch "

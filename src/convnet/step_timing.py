@@ -80,6 +80,37 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
 
 
+class LightningStep(L.LightningModule):
+    """A TrainStep's network, loss and optimizer in the least LightningModule there is:
+    training_step returns the loss and Lightning does the rest, with its defaults. Timed
+    over one batch already on the device, it is what Lightning's own loop costs a step."""
+
+    def __init__(self, step: TrainStep) -> None:
+        super().__init__()
+        self.network, self.criterion = step.network, step.criterion
+        self._optimizer = step.optimizer
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        return self.criterion(self.network(images), labels)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self._optimizer
+
+
+class SameBatch:
+    """One batch handed out `count` times: a data loader that costs nothing."""
+
+    def __init__(self, batch: tuple[Tensor, Tensor], count: int) -> None:
+        self.batch, self.count = batch, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return iter([self.batch] * self.count)
+
+
 class ImagesDataset(Dataset):
     """The training split one image at a time through torchvision transforms."""
 

@@ -8,6 +8,11 @@
     scripts/train.py runs it (Lightning, callbacks, logger, device-resident data).
 (b32) `convnet_fp32`: (b) forced to `trainer.precision=32-true` (where the run is not fp32
     already): what the default precision gains over fp32, measured in the same process.
+(l) `lightning`: the network, loss and optimizer of (c) in a minimal LightningModule, in the
+    run's precision and memory format, trained by Lightning with its defaults over one batch
+    already on the device (no data path, callbacks or logger): b/l is what convnet costs a
+    step beyond Lightning, l/c what Lightning's loop costs beyond the model (where the run
+    is in the device's best precision, as `auto` is).
 (c) `model`: forward, backward and optimizer step on one batch already on the device, in
     the fastest precision and memory format the device has (what `auto` picks there,
     convnet.hardware): the ceiling any data path can reach, whatever the run's precision.
@@ -31,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -51,7 +57,9 @@ from convnet.data.splits import TensorSplit
 from convnet.hardware import auto_precision, cpu_bf16_unit, memory_format_for
 from convnet.step_timing import (
     ImagesDataset,
+    LightningStep,
     PeakMemory,
+    SameBatch,
     StepWindow,
     TrainStep,
     autocast_dtype,
@@ -62,11 +70,12 @@ from convnet.train import train
 
 log = logging.getLogger(__name__)
 
-ARMS = ("plain", "convnet", "convnet_fp32", "model", "model_fp32", "compiled")
+ARMS = ("plain", "convnet", "convnet_fp32", "lightning", "model", "model_fp32", "compiled")
 LETTERS = {
     "plain": "a",
     "convnet": "b",
     "convnet_fp32": "b32",
+    "lightning": "l",
     "model": "c",
     "model_fp32": "c32",
     "compiled": "d",
@@ -75,6 +84,7 @@ DESCRIPTIONS = {
     "plain": "plain loop",
     "convnet": "convnet",
     "convnet_fp32": "convnet, 32-true",
+    "lightning": "Lightning alone",
     "model": "model only",
     "model_fp32": "model only",
     "compiled": "model compiled",
@@ -168,7 +178,7 @@ class ThroughputBenchmark:
 
     def setting(self, arm: str) -> tuple[str, torch.memory_format]:
         """Return the precision and memory format arm `arm` runs in."""
-        if arm in ("plain", "convnet"):
+        if arm in ("plain", "convnet", "lightning"):
             return self.precision, self.memory_format
         if arm == "convnet_fp32":
             return FP32, self.memory_format
@@ -207,6 +217,33 @@ class ThroughputBenchmark:
 
         warmup = self.warmup if warmup is None else warmup
         return timed(self.device, steps(), warmup, self.steps, self.batch_size)
+
+    def lightning(self) -> float:
+        """Return img/s of arm (l): the model's training step in the run's precision through
+        a minimal LightningModule (convnet.step_timing.LightningStep), with Lightning's
+        default Trainer."""
+        precision, memory_format = self.setting("lightning")
+        step = TrainStep(self.cfg, self.device, precision, memory_format)
+        images, labels = self._batch()
+        batch = (images.contiguous(memory_format=step.memory_format), labels)
+        window = StepWindow(self.warmup, self.steps)
+        trainer = L.Trainer(
+            accelerator=self.device.type,
+            devices=1,
+            precision=precision,
+            max_epochs=1,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[window],
+            default_root_dir=self.output_dir / "lightning",
+        )
+        trainer.fit(
+            LightningStep(step), train_dataloaders=SameBatch(batch, self.warmup + self.steps)
+        )
+        return self.steps * self.batch_size / window.seconds
 
     def model(self) -> float:
         """Return img/s of arm (c): steps on one batch already on the device, at the

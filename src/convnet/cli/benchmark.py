@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="timed repeats of each arm (3; sweep 1)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (5)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat (20)")
-    parser.add_argument("--arms", type=_arms, help="e.g. b,c,c32 (default: a,b,b32,c,c32,d)")
+    parser.add_argument("--arms", type=_arms, help="e.g. b,c,c32 (default: a,b,b32,l,c,c32,d)")
     parser.add_argument(
         "--loader-workers",
         type=int,
