@@ -92,6 +92,18 @@ def test_last_resumes_the_newest_run_that_has_a_last_checkpoint(tmp_path: Path) 
     assert Path(run_dir(str(tmp_path), "last")) == newest
 
 
+def test_last_takes_the_latest_of_the_runs_started_in_one_second(tmp_path: Path) -> None:
+    # Runs started in the same second are <stamp>, <stamp>_1, ...: _10 came after _9 and _2.
+    stamp = "2026-01-01_00-00-00"
+    for name in (stamp, *(f"{stamp}_{n}" for n in (1, 2, 9))):
+        _run_with_checkpoint(tmp_path, name)
+    latest = _run_with_checkpoint(tmp_path, f"{stamp}_10")
+    assert newest_resumable_run(tmp_path) == latest
+    # A later second still wins over any suffix of an earlier one.
+    later = _run_with_checkpoint(tmp_path, "2026-01-01_00-00-01")
+    assert newest_resumable_run(tmp_path) == later
+
+
 def test_last_without_any_run_names_the_folder_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(NoRunToResumeError, match="no run to resume") as error:
         newest_resumable_run(tmp_path / "runs")

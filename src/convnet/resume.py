@@ -12,6 +12,7 @@ restore) and its global step (what the TensorBoard logger purges from).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,20 @@ def continues_runs(ckpt_path: str | None) -> bool:
     return ckpt_path == LAST
 
 
+def folder_order(folder: Path) -> tuple[str | int, ...]:
+    """Return a sort key putting folders in the order they were made, their names' numbers
+    read as numbers: a sweep's jobs 0, 1, 2 ... 10, and runs by time stamp, then by the
+    suffix the later runs of one second get (<stamp>, <stamp>_1, ... <stamp>_2, <stamp>_10).
+    """
+    # Text and numbers alternate, text first, so like compares with like.
+    parts = re.split(r"(\d+)", folder.name)
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
+
+
 def newest_resumable_run(runs_dir: Path) -> Path:
     """Return the newest run folder under `runs_dir` holding checkpoints/last.ckpt."""
-    candidates = sorted(runs_dir.glob(f"*/{CHECKPOINTS}/{LAST_CHECKPOINT}"))
+    checkpoints = runs_dir.glob(f"*/{CHECKPOINTS}/{LAST_CHECKPOINT}")
+    candidates = sorted(checkpoints, key=lambda path: folder_order(path.parent.parent))
     if not candidates:
         raise NoRunToResumeError(
             f"ckpt_path=last: no run to resume under {runs_dir} (no */{CHECKPOINTS}/"

@@ -26,6 +26,7 @@ from convnet.resume import (
     NoRunToResumeError,
     continued_run,
     continues_runs,
+    folder_order,
     last_checkpoint,
     newest_resumable_run,
     nothing_to_continue,
@@ -281,7 +282,9 @@ def check_sweep_folder(config: DictConfig) -> None:
     if not sweep_dir.is_dir():
         return
     earlier = ["multirun.yaml"] if (sweep_dir / "multirun.yaml").exists() else []
-    earlier += [f"{job.name}/" for job in sorted(sweep_dir.iterdir()) if run_contents(job)]
+    earlier += [
+        f"{job.name}/" for job in sorted(sweep_dir.iterdir(), key=folder_order) if run_contents(job)
+    ]
     if earlier:
         more = f" (and {len(earlier) - 5} more)" if len(earlier) > 5 else ""
         shown = ", ".join(earlier[:5]) + more

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from convnet import keys
+from convnet.resume import folder_order
 from convnet.sweeps.results import OK, RESULT_FILE, RUNNING, JobResult, read_result
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,6 @@ class SweepSummary:
         return [job for setting in self.settings for job in setting.jobs]
 
 
-def _job_order(path: Path) -> tuple[int, int, str]:
-    # Numbered job folders in numeric order (2 before 10), any others after them.
-    return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
-
-
 def _parse_overrides(overrides: list[str]) -> dict[str, str]:
     parsed = {}
     for override in overrides:
@@ -123,7 +119,7 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
         if path.is_dir() and ((path / RESULT_FILE).is_file() or (path / ".hydra").is_dir())
     ]
     jobs = []
-    for path in sorted(folders, key=_job_order):
+    for path in sorted(folders, key=folder_order):
         result = read_result(path)
         if result is not None:
             overrides = result.overrides
