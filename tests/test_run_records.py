@@ -308,3 +308,28 @@ def test_runs_started_at_the_same_instant_get_a_folder_each_with_its_own_records
         assert (folder / "train.log").read_text().count("data: {'train'") == 1
         seeds.add(seed)
     assert seeds == {f"seed={n}" for n in range(runs)}
+
+
+@pytest.mark.slow
+def test_resuming_a_run_still_training_elsewhere_stops_and_leaves_it_as_it_was(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    from tests.test_run_lock import hold_in_another_process
+
+    shutil.copytree(finished_run / "outputs", tmp_path / "outputs")
+    run = _run_of(tmp_path)
+    holder = hold_in_another_process(run)  # the run, as if training in another terminal
+    try:
+        before = _hashes(run)
+        done = train_script(tmp_path, *FAST, "ckpt_path=last", "trainer.max_epochs=2")
+        after = _hashes(run)
+    finally:
+        holder.communicate("")
+    assert done.returncode == 1
+    assert f"RunInUseError: {run} is being trained in by process {holder.pid}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert after == before  # train.log, .hydra/, config.yaml and result.json included
+    # Once it has ended, the same command continues the run.
+    done = train_script(tmp_path, *FAST, "ckpt_path=last", "trainer.max_epochs=2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_result(run).status == OK

@@ -34,6 +34,7 @@ from convnet.config import validate
 from convnet.data import ImageDataModule
 from convnet.data.describe import complete_data_config
 from convnet.resume import Resume
+from convnet.run_lock import hold_run_folder
 from convnet.run_records import start_records
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,14 @@ def train(
     the caller has made it already (the checkpoint is then read once).
     """
     validate(cfg)
+    # Before the checkpoint is read: another process training in the folder stops this one.
+    with hold_run_folder(Path(cfg.paths.output_dir)):
+        return _train(cfg, callbacks, resume)
+
+
+def _train(
+    cfg: DictConfig, callbacks: Sequence[Callback], resume: Resume | None
+) -> dict[str, float]:
     resume = resume if resume is not None else Resume.from_config(cfg)
     # Null data keys (an image folder's class count, channels, size, mean, std) are taken
     # from the data, or from the config of the run this one resumes.

@@ -1,5 +1,7 @@
 """Train a classifier: `convnet train model=vgg16 data=cifar10` (or `python scripts/train.py`)."""
 
+from pathlib import Path
+
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -20,16 +22,20 @@ def main(cfg: DictConfig) -> float | None:
         # A bad value fails here, before torch and Lightning are imported (seconds).
         validate(cfg)
         from convnet.resume import Resume
+        from convnet.run_lock import hold_run_folder
         from convnet.sweeps.results import JobRecorder
         from convnet.train import train
 
         lightning_logs_once()
 
-        resume = None
-        if HydraConfig.get().mode == RunMode.RUN:
-            # A checkpoint that cannot be resumed fails before result.json is written over.
-            resume = Resume.from_config(cfg)
-        # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is recorded
-        # and returns NaN instead of stopping the sweep.
-        recorder = JobRecorder.for_run(cfg)
-        return recorder.run(lambda: train(cfg, callbacks=[recorder], resume=resume))
+        # Held before result.json or the checkpoint is touched: another process training
+        # in this folder (a resume of a run still going) stops this one at once.
+        with hold_run_folder(Path(cfg.paths.output_dir)):
+            resume = None
+            if HydraConfig.get().mode == RunMode.RUN:
+                # A checkpoint that cannot be resumed fails before result.json is written over.
+                resume = Resume.from_config(cfg)
+            # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is
+            # recorded and returns NaN instead of stopping the sweep.
+            recorder = JobRecorder.for_run(cfg)
+            return recorder.run(lambda: train(cfg, callbacks=[recorder], resume=resume))
