@@ -2,6 +2,7 @@
 last epoch, and either resumes to the very weights and TensorBoard steps of an
 uninterrupted run."""
 
+import csv
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ RUN = [
     "test=false",
     "callbacks=minimal",
     "callbacks.rich_progress_bar=null",
+    "logger=[tensorboard,csv]",
+    "+logger.csv.flush_logs_every_n_steps=1",  # every row on disk as it is logged
 ]
 STEPS_PER_EPOCH = 2048 // 16
 
@@ -58,6 +61,14 @@ def _scalar_steps(root: Path) -> dict[str, list[int]]:
     return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+def _csv_steps(root: Path) -> dict[str, list[int]]:
+    """Return the steps at which each column of the run's metrics.csv has a value."""
+    with (_run(root) / "csv" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    columns = {key for row in rows for key in row if key != "step"}
+    return {key: [int(row["step"]) for row in rows if row.get(key)] for key in columns}
+
+
 def _assert_resumed_like(root: Path, reference: Path) -> None:
     a = torch.load(_last(reference), weights_only=True)
     b = torch.load(_last(root), weights_only=True)
@@ -71,6 +82,8 @@ def _assert_resumed_like(root: Path, reference: Path) -> None:
         # epoch, at the same step, in every run.
         if tag != "epoch":
             assert logged == sorted(set(logged)), tag
+    # The CSV table too has each step once, those of the uninterrupted run.
+    assert _csv_steps(root) == _csv_steps(reference)
 
 
 @pytest.fixture(scope="module")

@@ -244,3 +244,37 @@ def test_every_default_callback_runs_without_tensorboard(train_config, logger: s
         assert {"pictures/mistakes/confusion_matrix", "pictures/stage1/filters"} <= tags
         assert OmegaConf.select(cfg, "callbacks.hparams.hparams.lr") is not None
         assert run.data.params["lr"] == str(cfg.optimizer.lr)
+
+
+def _table(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_a_resumed_csv_table_moves_the_rows_logged_after_its_checkpoint_aside(
+    tmp_path: Path,
+) -> None:
+    from convnet.loggers import PURGED_FILE, CSVLogger
+
+    # A killed run logged steps 10..40; its last checkpoint is at step 25.
+    first = CSVLogger(tmp_path)
+    for step in (10, 20, 24, 30, 40):
+        first.log_metrics({"train/loss": step / 100}, step=step)
+    first.log_metrics({"val/acc": 0.5}, step=24)  # the checkpoint's epoch, one step before
+    first.save()
+    table = tmp_path / "csv" / "metrics.csv"
+    before = _table(table)
+    resumed = CSVLogger(tmp_path, purge_step=25)
+    resumed.log_metrics({"train/loss": 0.3}, step=30)
+    resumed.save()
+    after = _table(table)
+    # Each step once: the earlier rows up to the checkpoint as they were, then the resumed.
+    assert [row["step"] for row in after] == ["10", "20", "24", "24", "30"]
+    assert after[:4] == [row for row in before if int(row["step"]) < 25]
+    assert after[4]["train/loss"] == "0.3"
+    # Nothing is lost: the rows logged again are kept beside the table.
+    moved = _table(tmp_path / "csv" / PURGED_FILE)
+    assert moved == [row for row in before if int(row["step"]) >= 25]
+    # A CSV logger with no purge step (a fresh run's, or a test's) moves nothing.
+    assert CSVLogger(tmp_path).experiment.metrics_keys == ["step", "train/loss", "val/acc"]
+    assert _table(table) == after

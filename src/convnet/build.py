@@ -160,15 +160,18 @@ def prepare_host_memory(cfg: DictConfig) -> bool:
 
 def logger_options(logger_cfg: DictConfig, purge_step: int | None) -> dict[str, Any]:
     """Return the options a logger gets beyond its config: `purge_step` for the TensorBoard
-    logger of a resumed training run, the global step of the checkpoint it resumes from.
+    logger and convnet's CSV logger of a resumed training run, the global step of the
+    checkpoint it resumes from.
 
     A killed run may have logged steps after its last checkpoint, which the resumed run logs
-    again; TensorBoard hides the earlier session's events from `purge_step` on, so no step
-    shows twice. Lightning logs at the number of optimizer steps taken (the global step with
-    one optimizer), and the epoch-end metrics of the checkpoint's epoch one step before it.
+    again; TensorBoard hides the earlier session's events from `purge_step` on, and the CSV
+    logger moves their rows out of metrics.csv, so no step shows twice. Lightning logs at the
+    number of optimizer steps taken (the global step with one optimizer), and the epoch-end
+    metrics of the checkpoint's epoch one step before it.
     """
     target = str(logger_cfg.get("_target_", ""))
-    if not target.endswith("TensorBoardLogger") or purge_step is None:
+    purges = target.endswith("TensorBoardLogger") or target == "convnet.loggers.CSVLogger"
+    if purge_step is None or not purges:
         return {}
     return {"purge_step": purge_step}
 
