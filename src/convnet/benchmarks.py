@@ -22,8 +22,9 @@ import lightning as L
 from omegaconf import DictConfig
 from rich.table import Table
 
+from convnet.arms import ARMS, DESCRIPTIONS, LETTERS, Throughput
 from convnet.compose import compose_config
-from convnet.throughput import ARMS, DESCRIPTIONS, LETTERS, Throughput, ThroughputBenchmark
+from convnet.throughput import ThroughputBenchmark
 from convnet.train import train
 
 log = logging.getLogger(__name__)

@@ -138,17 +138,10 @@ class _AppendingWriter(ExperimentWriter):
         # Kept first (appended to what an earlier resume purged), then metrics.csv replaced
         # whole: a crash in between leaves a row in both files, never in neither.
         purged_path = metrics.with_name(PURGED_FILE)
-        fresh = not purged_path.is_file()
-        with purged_path.open("a", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self.metrics_keys, extrasaction="ignore")
-            if fresh:
-                writer.writeheader()
-            writer.writerows(purged)
+        self._write_rows(purged_path, purged, header=not purged_path.is_file())
         partial = metrics.with_name(f".{metrics.name}.partial")
-        with partial.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self.metrics_keys, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(row for row in rows if _step_of(row) < step)
+        partial.unlink(missing_ok=True)
+        self._write_rows(partial, [row for row in rows if _step_of(row) < step], header=True)
         os.replace(partial, metrics)
         log.info(
             "%s: %d rows of steps from %d on, logged after the checkpoint this run resumes "
@@ -158,6 +151,14 @@ class _AppendingWriter(ExperimentWriter):
             step,
             PURGED_FILE,
         )
+
+    def _write_rows(self, path: Path, rows: list[dict[str, str]], header: bool) -> None:
+        """Append `rows` to `path` in metrics.csv's columns, the header first if `header`."""
+        with path.open("a", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.metrics_keys, extrasaction="ignore")
+            if header:
+                writer.writeheader()
+            writer.writerows(rows)
 
 
 def _step_of(row: dict[str, str]) -> float:

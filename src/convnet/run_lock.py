@@ -32,7 +32,7 @@ LOCK_FILE = ".convnet.lock"
 # torchrun and SLURM; a process where any of them is not 0 is not rank zero.
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
-_held: dict[Path, int] = {}  # folder -> how many times this process holds it
+_held: set[Path] = set()  # the folders this process holds
 
 
 class RunInUseError(OSError):
@@ -51,29 +51,19 @@ def hold_run_folder(folder: Path) -> Iterator[None]:
     when another process holds it. Holding a folder this process holds already is a no-op."""
     folder = folder.absolute()
     if fcntl is None or not rank_zero() or folder in _held:
-        _held[folder] = _held.get(folder, 0) + 1
-        try:
-            yield
-        finally:
-            _release_count(folder)
+        yield
         return
     handle = _lock(folder)
-    _held[folder] = 1
+    _held.add(folder)
     try:
         yield
     finally:
-        _release_count(folder)
+        _held.discard(folder)
         # Unlinked while still locked: a process that opened the old file finds, once it
         # has the lock, that the path no longer names it, and tries again (see _lock).
         with contextlib.suppress(OSError):
             (folder / LOCK_FILE).unlink()
         handle.close()
-
-
-def _release_count(folder: Path) -> None:
-    _held[folder] -= 1
-    if _held[folder] == 0:
-        del _held[folder]
 
 
 def _lock(folder: Path) -> TextIO:

@@ -37,7 +37,7 @@ def _names(text: str) -> list[str]:
 
 
 def _arms(text: str) -> list[str]:
-    from convnet.throughput import ARMS, LETTERS  # torch: only for --arms, not for --help
+    from convnet.arms import ARMS, LETTERS
 
     by_letter = {letter: arm for arm, letter in LETTERS.items()}
     arms = [by_letter.get(a, a) for a in text.split(",")]
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--models goes with --sweep, e.g. --sweep --models=resnet20,vgg11")
     # A bad override fails here, before torch and Lightning are imported (seconds).
     validate(compose_config("train", args.overrides))
+    from convnet.arms import ARMS
     from convnet.benchmarks import (
         callbacks_overhead,
         ratio_lines,
@@ -92,7 +93,6 @@ def main(argv: list[str] | None = None) -> None:
         throughput,
         throughput_table,
     )
-    from convnet.throughput import ARMS
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_third_party()
