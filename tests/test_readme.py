@@ -1,5 +1,6 @@
 """The README's commands: every one composes, and the cheap ones run as written."""
 
+import os
 import re
 import shlex
 import subprocess
@@ -185,3 +186,45 @@ def test_the_readmes_help_and_own_config_folder_commands_run_as_written(tmp_path
             if "--config-dir" in words:
                 assert "layers:\n  - 16\n  - M\n  - 32\n  - M\n" in output
     assert not (tmp_path / "outputs").exists()
+
+
+# scripts/gpu_benchmarks.sh: the README's GPU figures in one command.
+GPU_SCRIPT = REPO / "scripts" / "gpu_benchmarks.sh"
+
+
+def test_the_gpu_benchmark_scripts_commands_compose_and_use_real_options(tmp_path: Path) -> None:
+    listed = subprocess.run(
+        ["bash", str(GPU_SCRIPT), "--print"], capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    commands = listed.stdout.splitlines()
+    scripts = {shlex.split(c)[1] for c in commands}
+    assert scripts == {"scripts/benchmark.py", "scripts/train.py"}, commands
+    benchmark_help = _run(["scripts/benchmark.py", "--help"], REPO)
+    for command in commands:
+        assert command.startswith("python scripts/"), command
+        words = shlex.split(command)[2:]
+        for option in (w.split("=", 1)[0] for w in words if w.startswith("--")):
+            assert option in benchmark_help, f"{option} is not an option of benchmark.py"
+        # `+key=value` adds a key: compare it without the plus.
+        overrides = _overrides(command)
+        cfg = compose_config("train", overrides, tmp_path)
+        for override in overrides:
+            key, value = override.removeprefix("+").split("=", 1)
+            if "." in key:
+                assert str(OmegaConf.select(cfg, key)).replace(" ", "") == value, override
+
+
+def test_the_gpu_benchmark_script_stops_at_once_without_a_cuda_device(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    result = subprocess.run(
+        ["bash", str(GPU_SCRIPT), str(logs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable},
+    )
+    assert result.returncode == 1
+    assert "torch sees none" in result.stderr
+    # Nothing ran: no command's log, no run folder.
+    assert [path.name for path in logs.iterdir()] == ["device.txt"]
