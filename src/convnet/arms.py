@@ -26,6 +26,7 @@ Plain data and names, without torch: the command line checks `--arms` before imp
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 ARMS = ("plain", "convnet", "convnet_fp32", "lightning", "model", "model_fp32", "compiled")
@@ -62,6 +63,10 @@ class ArmResult:
         """Return the fastest repeat's images per second."""
         return max(self.images_per_second)
 
+    def median(self) -> float:
+        """Return the median repeat's images per second."""
+        return statistics.median(self.images_per_second)
+
 
 @dataclass
 class Throughput:
@@ -77,8 +82,12 @@ class Throughput:
     loader_workers: int
     repeats: int
 
-    def ratio(self, numerator: str, denominator: str) -> float | None:
-        """Return best img/s of arm `numerator` over that of `denominator`, if both ran."""
+    def ratio(self, numerator: str, denominator: str, median: bool = False) -> float | None:
+        """Return best img/s of arm `numerator` over that of `denominator` (with `median`,
+        of their median repeats), if both ran."""
         if numerator not in self.results or denominator not in self.results:
             return None
-        return self.results[numerator].best() / self.results[denominator].best()
+        top, bottom = self.results[numerator], self.results[denominator]
+        if median:
+            return top.median() / bottom.median()
+        return top.best() / bottom.best()
