@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from importlib.metadata import requires
 from pathlib import Path
@@ -82,3 +83,27 @@ def test_the_wheel_carries_every_config_and_the_convnet_command(tmp_path: Path) 
     assert configs and configs <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "convnet = convnet.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_a_checkout_not_installed_finds_its_configs() -> None:
+    # src/ on PYTHONPATH and nothing installed: `-S` skips the .pth files, so the editable
+    # install's mapping of configs/ onto convnet.configs is not there either.
+    probe = (
+        "import convnet.compose as c; from convnet.models.zoo import model_names; "
+        "print(c.CONFIG_DIR); print(c.compose_config('train', ['model=resnet20']).model._target_); "
+        "print(len(model_names()))"
+    )
+    path = f"{REPO / 'src'}:{sysconfig.get_paths()['purelib']}"
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        cwd=REPO.parent,
+        env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    config_dir, target, models = result.stdout.split()
+    assert Path(config_dir) == REPO / "configs"
+    assert target == "convnet.models.ResNet"
+    assert int(models) == len(list((REPO / "configs" / "model").glob("*.yaml")))

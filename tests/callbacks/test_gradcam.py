@@ -1,11 +1,15 @@
 """Grad-CAM: captum's maps equal the textbook formula computed by hand with hooks."""
 
+import importlib.util
+
+import pytest
 import torch
 from torch import nn
 
 from convnet.callbacks import GradCAM
 from convnet.callbacks.gradcam import gradcam
 from convnet.callbacks.state import left_as_found
+from convnet.checks import ConfigError
 
 
 def _hand_gradcam(network: nn.Module, layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -40,3 +44,14 @@ def test_the_callback_draws_the_last_stage(context) -> None:
         pictures = GradCAM().pictures(context)
     assert [p.tag for p in pictures] == ["stage3/gradcam/classes_0-4", "stage3/gradcam/classes_5-9"]
     assert "`features.7`" in pictures[0].description
+
+
+def test_without_captum_the_callback_refuses_when_built(monkeypatch) -> None:
+    find_spec = importlib.util.find_spec
+
+    def without_captum(name: str, *args):
+        return None if name == "captum" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_captum)
+    with pytest.raises(ConfigError, match=r"needs the package captum.*callbacks\.gradcam=null"):
+        GradCAM()

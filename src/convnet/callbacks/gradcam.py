@@ -7,6 +7,7 @@ the callbacks find by name, in any architecture; tests check it against the form
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 
 import torch
@@ -16,7 +17,7 @@ from convnet.callbacks.base import Picture, PictureCallback, PictureContext, Pic
 from convnet.callbacks.layers import named_modules
 from convnet.callbacks.render import as_rgb, colormap, fit_text, labelled_grid, resize
 from convnet.callbacks.tags import class_part, picture_tag, split_pages, unique_parts
-from convnet.checks import positive_int
+from convnet.checks import ConfigError, positive_int
 
 OVERLAY = 0.5  # weight of the heat map over the image
 
@@ -113,6 +114,14 @@ class GradCAM(PictureCallback):
         network_attribute: str = "model",
     ) -> None:
         super().__init__(every_n_epochs, at_start, network_attribute)
+        # Captum is imported where the first picture draws; an environment without it is
+        # told so here, when the trainer is built, not after the epochs before that picture.
+        if importlib.util.find_spec("captum") is None:
+            raise ConfigError(
+                "callbacks.gradcam needs the package captum, which is not installed: "
+                "pip install 'captum>=0.7,<1' (convnet requires it; `pip install -e .` "
+                "installs it), or turn the pictures off with callbacks.gradcam=null"
+            )
         self.layer = layer
         self.per_class = positive_int(per_class, "callbacks.gradcam.per_class")
         self.max_images = positive_int(max_images, "callbacks.gradcam.max_images")
