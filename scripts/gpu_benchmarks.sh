@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The GPU figures of the README's benchmark section, in one command on a CUDA machine:
 #
-#   bash scripts/gpu_benchmarks.sh [LOG_DIR]   # logs in LOG_DIR (outputs/gpu_benchmarks/<time>)
-#   bash scripts/gpu_benchmarks.sh --print     # the commands it runs, one a line
+#   bash scripts/gpu_benchmarks.sh [LOG_DIR [NAME...]]   # logs in LOG_DIR (outputs/gpu_benchmarks/<time>)
+#   bash scripts/gpu_benchmarks.sh --print               # the commands it runs, one a line
+#
+# NAME picks commands by name (all by default): sweep, cifar10_fast, cifar10_fast_compiled,
+# default_run, default_run_bar; e.g. the sweep in one call and the runs in another.
 #
 # 1. the throughput sweep over resnet18, vgg16_bn and resnet20 at batch 512: b/c, b/a, b/l;
 # 2. the epoch time of experiment=cifar10_fast (Page's ResNet-9, batch 512), without and with
@@ -42,6 +45,12 @@ if [[ ${1:-} == --print ]]; then
 fi
 
 log_dir=${1:-outputs/gpu_benchmarks/$(date +%Y-%m-%d_%H-%M-%S)}
+shift $(($# > 0 ? 1 : 0))
+names=$(while IFS='|' read -r name _; do echo "$name"; done <<<"$COMMANDS")
+for wanted in "$@"; do
+    grep -qx -- "$wanted" <<<"$names" ||
+        { echo "scripts/gpu_benchmarks.sh: no command named $wanted; the names:" $names >&2; exit 2; }
+done
 mkdir -p "$log_dir"
 "$python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
 print(torch.cuda.get_device_name(), 'torch', torch.__version__)" | tee "$log_dir/device.txt" ||
@@ -49,6 +58,7 @@ print(torch.cuda.get_device_name(), 'torch', torch.__version__)" | tee "$log_dir
 
 failed=()
 while IFS='|' read -r name command; do
+    if (($#)) && ! printf '%s\n' "$@" | grep -qx -- "$name"; then continue; fi
     words=(${command#tty })
     words[0]=$python
     # Each training run in a folder of its own under the log folder.
@@ -71,8 +81,9 @@ echo
 echo "== figures (logs in $log_dir)"
 cat "$log_dir/device.txt"
 # The sweep's table and ratio lines; each run's epoch lines, from its own log.
-sed -n '/throughput sweep/,$p' "$log_dir/sweep.log"
+[[ -f $log_dir/sweep.log ]] && sed -n '/throughput sweep/,$p' "$log_dir/sweep.log"
 for run in "$log_dir"/runs/*/; do
+    [[ -f ${run}train.log ]] || continue
     echo "-- $(basename "$run")"
     grep -ho 'epoch [0-9]*/[0-9]*:.*' "$run"train.log
 done

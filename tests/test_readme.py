@@ -228,3 +228,26 @@ def test_the_gpu_benchmark_script_stops_at_once_without_a_cuda_device(tmp_path: 
     assert "torch sees none" in result.stderr
     # Nothing ran: no command's log, no run folder.
     assert [path.name for path in logs.iterdir()] == ["device.txt"]
+
+
+def test_the_gpu_benchmark_script_runs_commands_by_name_and_refuses_an_unknown_one(
+    tmp_path: Path,
+) -> None:
+    listed = subprocess.run(
+        ["bash", str(GPU_SCRIPT), "--print"], capture_output=True, text=True, timeout=60
+    )
+    logs = tmp_path / "logs"
+    result = subprocess.run(
+        ["bash", str(GPU_SCRIPT), str(logs), "sweep", "cifar10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert result.returncode == 2
+    names = result.stderr.split("the names:")[1].split()
+    assert names == ["sweep", "cifar10_fast", "cifar10_fast_compiled", "default_run",
+                     "default_run_bar"]  # fmt: skip
+    assert len(names) == len(listed.stdout.splitlines())  # one name a command
+    assert "no command named cifar10;" in result.stderr
+    assert not logs.exists()  # refused before anything was made
