@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of the README's benchmark section, in one command on a CUDA machine:
 #
-#   bash scripts/gpu_benchmarks.sh [LOG_DIR [NAME...]]   # logs in LOG_DIR (outputs/gpu_benchmarks/<time>)
+#   bash scripts/gpu_benchmarks.sh [LOG_DIR [NAME...]]   # logs: outputs/gpu_benchmarks/<time>
 #   bash scripts/gpu_benchmarks.sh --print               # the commands it runs, one a line
 #
 # NAME picks commands by name (all by default): sweep, cifar10_fast, cifar10_fast_compiled,

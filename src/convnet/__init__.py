@@ -19,7 +19,7 @@ def _configs_of_a_checkout() -> None:
         return
     folder = Path(__file__).resolve().parents[2] / "configs"
     if not (folder / "__init__.py").is_file():
-        return  # not a checkout: a broken install, which compose.py reports
+        return  # an install that lacks its configs: importing them fails, as it should
     spec = importlib.util.spec_from_file_location(
         "convnet.configs", folder / "__init__.py", submodule_search_locations=[str(folder)]
     )
