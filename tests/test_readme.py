@@ -251,3 +251,32 @@ def test_the_gpu_benchmark_script_runs_commands_by_name_and_refuses_an_unknown_o
     assert len(names) == len(listed.stdout.splitlines())  # one name a command
     assert "no command named cifar10;" in result.stderr
     assert not logs.exists()  # refused before anything was made
+
+
+def test_the_gpu_benchmark_script_runs_only_the_commands_named(tmp_path: Path) -> None:
+    # An interpreter that says it sees a GPU and writes down each command it is given.
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        '[[ $1 == -c && $2 == *torch.cuda* ]] && { echo "Fake GPU torch 0"; exit 0; }\n'
+        f'echo "$*" >> {calls}\n'
+    )
+    fake.chmod(0o755)
+    logs = tmp_path / "logs"
+    result = subprocess.run(
+        ["bash", str(GPU_SCRIPT), str(logs), "default_run", "cifar10_fast"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHON": str(fake)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = calls.read_text().splitlines()
+    # In the script's order, each training run into its own folder under the logs.
+    assert [line.split()[1] for line in ran] == ["experiment=cifar10_fast", "trainer.max_epochs=3"]
+    assert ran[0].endswith(f"hydra.run.dir={logs}/runs/cifar10_fast")
+    assert ran[1].endswith(f"hydra.run.dir={logs}/runs/default_run")
+    logged = sorted(path.name for path in logs.glob("*.log"))
+    assert logged == ["cifar10_fast.log", "default_run.log"]
+    assert "== sweep" not in result.stdout and "Fake GPU" in result.stdout
