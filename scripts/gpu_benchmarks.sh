@@ -46,9 +46,11 @@ fi
 
 log_dir=${1:-outputs/gpu_benchmarks/$(date +%Y-%m-%d_%H-%M-%S)}
 shift $(($# > 0 ? 1 : 0))
+# Whether line $1 is one of the lines of $2.
+has_line() { grep -qx -- "$1" <<<"$2"; }
 names=$(while IFS='|' read -r name _; do echo "$name"; done <<<"$COMMANDS")
 for wanted in "$@"; do
-    grep -qx -- "$wanted" <<<"$names" ||
+    has_line "$wanted" "$names" ||
         { echo "scripts/gpu_benchmarks.sh: no command named $wanted; the names:" $names >&2; exit 2; }
 done
 mkdir -p "$log_dir"
@@ -58,7 +60,7 @@ print(torch.cuda.get_device_name(), 'torch', torch.__version__)" | tee "$log_dir
 
 failed=()
 while IFS='|' read -r name command; do
-    if (($#)) && ! printf '%s\n' "$@" | grep -qx -- "$name"; then continue; fi
+    if (($#)) && ! has_line "$name" "$(printf '%s\n' "$@")"; then continue; fi
     words=(${command#tty })
     words[0]=$python
     # Each training run in a folder of its own under the log folder.

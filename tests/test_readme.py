@@ -192,10 +192,21 @@ def test_the_readmes_help_and_own_config_folder_commands_run_as_written(tmp_path
 GPU_SCRIPT = REPO / "scripts" / "gpu_benchmarks.sh"
 
 
-def test_the_gpu_benchmark_scripts_commands_compose_and_use_real_options(tmp_path: Path) -> None:
-    listed = subprocess.run(
-        ["bash", str(GPU_SCRIPT), "--print"], capture_output=True, text=True, timeout=60
+def _gpu_script(
+    *args: str, python: str = sys.executable, **env: str
+) -> subprocess.CompletedProcess:
+    """Run scripts/gpu_benchmarks.sh with `args`, its commands on `python`."""
+    return subprocess.run(
+        ["bash", str(GPU_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": python, **env},
     )
+
+
+def test_the_gpu_benchmark_scripts_commands_compose_and_use_real_options(tmp_path: Path) -> None:
+    listed = _gpu_script("--print")
     assert listed.returncode == 0, listed.stderr
     commands = listed.stdout.splitlines()
     scripts = {shlex.split(c)[1] for c in commands}
@@ -217,13 +228,7 @@ def test_the_gpu_benchmark_scripts_commands_compose_and_use_real_options(tmp_pat
 
 def test_the_gpu_benchmark_script_stops_at_once_without_a_cuda_device(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    result = subprocess.run(
-        ["bash", str(GPU_SCRIPT), str(logs)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable},
-    )
+    result = _gpu_script(str(logs), CUDA_VISIBLE_DEVICES="")
     assert result.returncode == 1
     assert "torch sees none" in result.stderr
     # Nothing ran: no command's log, no run folder.
@@ -233,17 +238,9 @@ def test_the_gpu_benchmark_script_stops_at_once_without_a_cuda_device(tmp_path: 
 def test_the_gpu_benchmark_script_runs_commands_by_name_and_refuses_an_unknown_one(
     tmp_path: Path,
 ) -> None:
-    listed = subprocess.run(
-        ["bash", str(GPU_SCRIPT), "--print"], capture_output=True, text=True, timeout=60
-    )
+    listed = _gpu_script("--print")
     logs = tmp_path / "logs"
-    result = subprocess.run(
-        ["bash", str(GPU_SCRIPT), str(logs), "sweep", "cifar10"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHON": sys.executable},
-    )
+    result = _gpu_script(str(logs), "sweep", "cifar10")
     assert result.returncode == 2
     names = result.stderr.split("the names:")[1].split()
     assert names == ["sweep", "cifar10_fast", "cifar10_fast_compiled", "default_run",
@@ -264,13 +261,7 @@ def test_the_gpu_benchmark_script_runs_only_the_commands_named(tmp_path: Path) -
     )
     fake.chmod(0o755)
     logs = tmp_path / "logs"
-    result = subprocess.run(
-        ["bash", str(GPU_SCRIPT), str(logs), "default_run", "cifar10_fast"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHON": str(fake)},
-    )
+    result = _gpu_script(str(logs), "default_run", "cifar10_fast", python=str(fake))
     assert result.returncode == 0, result.stdout + result.stderr
     ran = calls.read_text().splitlines()
     # In the script's order, each training run into its own folder under the logs.
