@@ -14,11 +14,12 @@ from PIL import Image
 from tests.compose import REPO, TINY_SHAPES, compose_config
 
 README = (REPO / "README.md").read_text()
-# Commands are the README's indented code lines that run a script.
+# Commands are the README's indented code lines that run a script; a `$ command` line shows
+# what it prints too (checked by test_what_the_readme_shows_a_command_print_is_what_it_prints).
 COMMANDS = [
     line.strip()
     for line in README.splitlines()
-    if line.startswith("    ") and "python scripts/" in line
+    if line.startswith("    ") and "python scripts/" in line and not line.startswith("    $ ")
 ]
 
 
@@ -271,3 +272,35 @@ def test_the_gpu_benchmark_script_runs_only_the_commands_named(tmp_path: Path) -
     logged = sorted(path.name for path in logs.glob("*.log"))
     assert logged == ["cifar10_fast.log", "default_run.log"]
     assert "== sweep" not in result.stdout and "Fake GPU" in result.stdout
+
+
+def _shown_sessions() -> list[tuple[str, list[str]]]:
+    """Return the README's terminal sessions: a `$ command` line and the lines it prints."""
+    sessions, lines = [], README.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("    $ "):
+            printed = []
+            for after in lines[number + 1 :]:
+                if not after.startswith("    ") or after.startswith("    $ "):
+                    break
+                printed.append(after[4:])
+            sessions.append((line[6:], printed))
+    return sessions
+
+
+def test_the_readme_has_a_terminal_session() -> None:
+    assert any("+optimizer.lrr=0.1" in command for command, _ in _shown_sessions())
+
+
+@pytest.mark.parametrize(("command", "printed"), _shown_sessions())
+def test_what_the_readme_shows_a_command_print_is_what_it_prints(
+    command: str, printed: list[str], tmp_path: Path
+) -> None:
+    words = shlex.split(command)
+    assert words[0] == "python"
+    words[1] = str(REPO / words[1])
+    result = subprocess.run(
+        [sys.executable, *words[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    shown = (result.stdout + result.stderr).splitlines()
+    assert printed and all(line in shown for line in printed), "\n".join(shown[-20:])

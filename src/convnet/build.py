@@ -32,6 +32,7 @@ from convnet.models import check_network
 from convnet.models.pretrained import load_pretrained
 from convnet.module import ImageClassifier
 from convnet.resume import Resume, last_checkpoint
+from convnet.targets import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,20 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
     return resolved
+
+
+# The arguments build_module gives ImageClassifier itself; the run config's `module` section
+# may set the others.
+MODULE_GIVEN = frozenset(
+    {"model", "optimizer", "scheduler", "num_classes", "config", "memory_format"}
+)
+
+
+def check_buildable(cfg: DictConfig) -> None:
+    """Raise ConfigError naming every `_target_` of the run config `cfg` that cannot be
+    imported and every key its target (or ImageClassifier, for `module`) does not take,
+    before anything is built (convnet.targets)."""
+    check_targets(cfg, {"module": (ImageClassifier, MODULE_GIVEN)})
 
 
 def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:

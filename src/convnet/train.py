@@ -26,6 +26,7 @@ from convnet.build import (
     build_module,
     build_network,
     build_trainer,
+    check_buildable,
     prepare_host_memory,
     resolved_config,
 )
@@ -69,6 +70,7 @@ def train(
     the caller has made it already (the checkpoint is then read once).
     """
     validate(cfg)
+    check_buildable(cfg)
     # Before the checkpoint is read: another process training in the folder stops this one.
     with hold_run_folder(Path(cfg.paths.output_dir)):
         return _train(cfg, callbacks, resume)

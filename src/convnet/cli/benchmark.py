@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.models and not args.sweep:
         parser.error("--models goes with --sweep, e.g. --sweep --models=resnet20,vgg11")
     # A bad override fails here, before torch and Lightning are imported (seconds).
-    validate(compose_config("train", args.overrides))
+    cfg = compose_config("train", args.overrides)
+    validate(cfg)
     from convnet.arms import ARMS
     from convnet.benchmarks import (
         callbacks_overhead,
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         throughput,
         throughput_table,
     )
+    from convnet.build import check_buildable
 
+    check_buildable(cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_third_party()
     options = {

@@ -32,10 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     # torch and the model zoo only once the config is known to be good.
     import torch
 
-    from convnet.build import build_model
+    from convnet.build import build_model, check_buildable
     from convnet.data.describe import complete_data_config
     from convnet.summary import draw, summarize, summary_table
 
+    check_buildable(cfg)
     complete_data_config(cfg)  # an image folder's null keys, as a training run takes them
 
     choices = cfg.hydra.runtime.choices

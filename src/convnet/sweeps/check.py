@@ -126,11 +126,13 @@ def _changed(what: str) -> SweeperChangedError:
 def check_job(config_name: str, overrides: Sequence[str]) -> None:
     """Compose one job's config and build its data module, model and optimizer; raise
     whatever they raise."""
-    from convnet.build import build_model  # torch: only once a sweep is being checked
+    # torch: only once a sweep is being checked
+    from convnet.build import build_model, check_buildable
     from convnet.data.describe import complete_data_config
 
     cfg = compose_in_running_hydra(config_name, overrides)
     validate(cfg)
+    check_buildable(cfg)
     complete_data_config(cfg)
     instantiate(cfg.data)
     model = build_model(cfg.model)
