@@ -72,7 +72,11 @@ def test_each_script_is_the_main_of_its_convnet_subcommand(script: str) -> None:
     [
         (["train", "--help"], 0, "Config groups"),
         (["train", "--cfg", "job"], 0, "optimizer:"),
-        (["train", "optimizer.lrr=0.1"], 1, "Key 'lrr' is not in struct"),
+        (
+            ["train", "optimizer.lrr=0.1"],
+            1,
+            "optimizer has no key `lrr`; did you mean optimizer.lr?",
+        ),
         (["train", "optimizer.lr=-1", "hydra.run.dir=run"], 1, "optimizer.lr=-1 is not allowed"),
         (["summary", "model=resnet2"], 1, "Could not find 'model/resnet2'"),
         (["benchmark", "optimizer.lr=-1"], 1, "optimizer.lr=-1 is not allowed"),

@@ -289,7 +289,9 @@ def _shown_sessions() -> list[tuple[str, list[str]]]:
 
 
 def test_the_readme_has_a_terminal_session() -> None:
-    assert any("+optimizer.lrr=0.1" in command for command, _ in _shown_sessions())
+    commands = [command for command, _ in _shown_sessions()]
+    assert "python scripts/train.py optimizer.lrr=0.1" in commands
+    assert "python scripts/train.py +optimizer.lrr=0.1" in commands
 
 
 @pytest.mark.parametrize(("command", "printed"), _shown_sessions())

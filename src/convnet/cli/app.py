@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import hydra
 import yaml
 
+from convnet.cli.override_keys import check_override_keys
 from convnet.cli.quiet import quiet_third_party
 from convnet.compose import CONFIG_DIR, CONFIG_PATH, VERSION_BASE
 from convnet.runs import register_resolvers
@@ -60,6 +61,7 @@ def hydra_command(config_name: str) -> Callable[[Task], Callable[[], Any]]:
                 return None
             require_plugins(arguments)
             register_resolvers()
+            check_override_keys(config_name, arguments)
             quiet_third_party()
             return run()
 

@@ -1,0 +1,75 @@
+"""Overrides of keys the config does not have: named, with the key meant, before Hydra runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from convnet.cli.override_keys import check_override_keys, missing_keys
+from convnet.compose import compose_config
+from tests.test_readme import COMMANDS, _overrides
+
+
+def _refusal(arguments: list[str]) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        check_override_keys("train", arguments)
+    assert isinstance(stopped.value.code, str)  # a message: the command ends with status 1
+    return stopped.value.code
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("optimizer.lrr=0.1", "optimizer has no key `lrr`; did you mean optimizer.lr?"),
+        ("trainer.max_epoch=3", "trainer has no key `max_epoch`; did you mean trainer.max_epochs?"),
+        ("seeed=1", "the config has no key `seeed`; did you mean seed?"),
+        ("model.conv.padding=2", "model has no key `conv`; model=small has layers, "),
+    ],
+)
+def test_a_key_the_config_does_not_have_is_named(override: str, said: str) -> None:
+    # The reference: Hydra's own composition refuses the same override.
+    with pytest.raises(ConfigCompositionException, match="Could not override"):
+        compose_config("train", [override])
+    assert f"  {override}: {said}" in _refusal([override])
+
+
+def test_every_missing_key_is_named_at_once_with_the_groups_chosen() -> None:
+    message = _refusal(["model=resnet20", "optimizer.lrr=0.1", "model.widht_multiplier=2"])
+    lines = message.splitlines()
+    assert lines[0] == "ConfigError: invalid config:"
+    assert lines[1:3] == [
+        "  optimizer.lrr=0.1: optimizer has no key `lrr`; did you mean optimizer.lr?",
+        "  model.widht_multiplier=2: model has no key `widht_multiplier`; did you mean "
+        "model.width_multiplier?",
+    ]
+    assert "+key=value" in lines[3]
+
+
+def test_a_users_config_folder_is_searched_as_hydra_searches_it(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tiny.yaml").write_text("defaults: [small, _self_]\nlayers: [8, M]\n")
+    arguments = ["--config-dir", str(tmp_path), "model=tiny"]
+    check_override_keys("train", [*arguments, "model.layers=[4]", "--cfg", "job"])
+    message = _refusal([*arguments, "model.layerz=[4]"])
+    assert "model.layerz=[4]: model has no key `layerz`; did you mean model.layers?" in message
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["-m", "optimizer.lrr=0.1,0.2"],  # a sweep: the sweep check composes each job
+        ["--config-name", "eval", "optimizer.lrr=0.1"],  # another primary config
+        ["model=no_such_model"],  # not a missing key: Hydra lists the models
+        ["optimizer.lr=0.1,0.2"],  # ambiguous without -m: Hydra says how to write it
+        ["--no-such-flag"],  # Hydra's parser refuses it, with its usage
+    ],
+)
+def test_what_is_not_a_missing_key_is_left_to_hydra(arguments: list[str]) -> None:
+    check_override_keys("train", arguments)
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if "scripts/train.py" in c])
+def test_the_readmes_train_commands_pass(command: str) -> None:
+    assert missing_keys("train", _overrides(command))[0] == []
