@@ -60,6 +60,18 @@ def test_a_grid_with_a_job_that_cannot_run_names_it(
     assert named in str(error.value)
 
 
+def test_a_swept_key_the_config_does_not_have_is_named_once_with_the_key_meant(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SweepConfigError) as error:
+        _check(_sweep(tmp_path, ["optimizer.lrr=0.1,0.2", "model=small,resnet20"]))
+    message = str(error.value)
+    assert "4 of 4 checked jobs fail" in message
+    # One problem, whatever the value or the model: the key, and the one meant.
+    assert message.count("optimizer has no key `lrr`; did you mean optimizer.lr?") == 1
+    assert "+optimizer.lrr" not in message  # Hydra's advice, which would not help
+
+
 def test_slurm_needs_a_number_of_gpus_per_node(tmp_path: Path) -> None:
     cfg = _sweep(tmp_path, ["seed=0,1"], ("hydra/launcher=slurm", "trainer=ddp"))
     with pytest.raises(SweepConfigError, match=r"hydra\.launcher\.tasks_per_node=-1"):

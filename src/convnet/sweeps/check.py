@@ -8,17 +8,20 @@ module, the model and the optimizer, which is where a bad key or value shows up.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from convnet.compose import compose_in_running_hydra
 from convnet.config import ConfigError, validate
+from convnet.config_keys import missing_key_lines
 
 # A grid's jobs beyond this many are only checked by Hydra as they are launched.
 MAX_CHECKED_JOBS = 64
@@ -139,6 +142,17 @@ def check_job(config_name: str, overrides: Sequence[str]) -> None:
     instantiate(cfg.optimizer)([{"params": list(model.parameters())}])
 
 
+def _described(error: Exception, config_name: str, overrides: Sequence[str]) -> str:
+    """Return what a job's `error` says; a key the config does not have is named with the one
+    meant, as the commands name it (the same line for every value swept over that key)."""
+    if isinstance(error, ConfigCompositionException):
+        compose = functools.partial(compose_in_running_hydra, config_name)
+        lines = missing_key_lines(compose, overrides)
+        if lines:
+            return "\n    ".join(lines)
+    return str(error).strip()
+
+
 def check_launcher(cfg: DictConfig) -> None:
     """Raise SweepConfigError when the SLURM launcher's counts are not numbers it can ask
     for (they come from trainer.devices, which may be -1 or auto for a local run)."""
@@ -166,12 +180,13 @@ def check_sweep(cfg: DictConfig) -> int:
         jobs = grid_jobs(arguments)[:MAX_CHECKED_JOBS]
     problems: dict[str, str] = {}  # error -> the first job with it
     failed = 0
+    config_name = cfg.hydra.job.config_name
     for overrides in jobs:
         try:
-            check_job(cfg.hydra.job.config_name, overrides)
+            check_job(config_name, overrides)
         except Exception as error:
             failed += 1
-            problems.setdefault(str(error).strip(), " ".join(overrides))
+            problems.setdefault(_described(error, config_name, overrides), " ".join(overrides))
     if problems:
         listed = list(problems.items())[:MAX_PROBLEMS]
         details = "\n".join(f"- job `{job}`:\n    {error}" for error, job in listed)

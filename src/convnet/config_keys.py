@@ -1,0 +1,75 @@
+"""Overrides of keys a config does not have, each named with the key meant or the keys there are.
+
+Hydra refuses `optimizer.lrr=0.1` (no such key) with "To append to your config use
++optimizer.lrr=0.1", which would only hand `lrr` to the optimizer. Here the config is
+composed without each such override in turn, and the section it names is searched for the
+key meant. The commands (convnet.cli.override_keys) and the sweep check (convnet.sweeps.check)
+name such keys so.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+# Hydra's message for an override of a key that is not there (hydra/_internal/config_loader_impl).
+_NOT_THERE = re.compile(r"Could not override '([^']+)'")
+# At most this many keys are looked for (a composition each).
+MAX_KEYS = 10
+
+Compose = Callable[[list[str]], DictConfig]
+
+
+def missing_key_lines(compose: Compose, overrides: Sequence[str]) -> list[str]:
+    """Return a line naming each override of a key the config `compose(overrides)` does not
+    have (none when the config composes, or fails to for another reason)."""
+    missing, cfg = missing_keys(compose, overrides)
+    if cfg is None:
+        return []
+    return [_problem(override.split("=", 1)[0], key, cfg) for override, key in missing]
+
+
+def missing_keys(
+    compose: Compose, overrides: Sequence[str]
+) -> tuple[list[tuple[str, str]], DictConfig | None]:
+    """Return (override, the key missing from the config) for each override of a key that is
+    not there, and the config composed without them (None when it does not compose for
+    another reason, which Hydra reports)."""
+    remaining, missing = list(overrides), []
+    for _ in range(MAX_KEYS + 1):
+        try:
+            return missing, compose(remaining)
+        except ConfigCompositionException as error:
+            found = _NOT_THERE.match(str(error))
+            cause = error.__cause__
+            if not found or not isinstance(cause, ConfigAttributeError | ConfigKeyError):
+                return missing, None
+            override = next((o for o in remaining if o.split("=", 1)[0] == found.group(1)), None)
+            if override is None or len(missing) == MAX_KEYS:
+                return missing, None
+            remaining.remove(override)
+            missing.append((override, str(cause.full_key or found.group(1))))
+    return missing, None
+
+
+def _problem(override: str, missing: str, cfg: DictConfig) -> str:
+    """Return the line naming the key `override`, whose part `missing` (dotted: its first part
+    that is not in the config) `cfg` does not have, with the key meant or those there are."""
+    section, _, name = missing.rpartition(".")
+    node = OmegaConf.select(cfg, section) if section else cfg
+    where = section or "the config"
+    if not isinstance(node, DictConfig):
+        return f"{override}: {where} is not a section with keys"
+    keys = [str(key) for key in node if not str(key).startswith("_")]
+    close = difflib.get_close_matches(name, keys, n=2, cutoff=0.6)
+    if close:
+        meant = " or ".join(f"{section}.{key}" if section else key for key in close)
+        return f"{override}: {where} has no key `{name}`; did you mean {meant}?"
+    choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{section}") if section else None
+    owner = f"{section}={choice}" if isinstance(choice, str) else where
+    return f"{override}: {where} has no key `{name}`; {owner} has {', '.join(keys)}"
