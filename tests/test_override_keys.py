@@ -77,3 +77,21 @@ def test_what_is_not_a_missing_key_is_left_to_hydra(arguments: list[str]) -> Non
 def test_the_readmes_train_commands_pass(command: str) -> None:
     compose = functools.partial(compose_config, "train")
     assert missing_key_lines(compose, _overrides(command)) == []
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "export", "visualize"])
+def test_a_data_key_of_a_command_that_reads_a_checkpoint_is_added_with_a_plus(
+    command: str,
+) -> None:
+    # Their `data` is empty: it is merged into the data config stored in the checkpoint.
+    with pytest.raises(SystemExit) as stopped:
+        check_override_keys(command, ["ckpt_path=x", "data.eval_batch_size=8"])
+    assert (
+        "data.eval_batch_size: data has no keys to override here; add this one: "
+        "+data.eval_batch_size=8"
+    ) in str(stopped.value.code)
+    # The advice, followed, composes: the key is the command's data override.
+    added = ["ckpt_path=x", "+data.eval_batch_size=8", "+data.source.root=/photos"]
+    check_override_keys(command, added)
+    data = compose_config(command, added).data
+    assert data == {"eval_batch_size": 8, "source": {"root": "/photos"}}

@@ -31,7 +31,7 @@ def missing_key_lines(compose: Compose, overrides: Sequence[str]) -> list[str]:
     missing, cfg = missing_keys(compose, overrides)
     if cfg is None:
         return []
-    return [_problem(override.split("=", 1)[0], key, cfg) for override, key in missing]
+    return [_problem(override, key, cfg) for override, key in missing]
 
 
 def missing_keys(
@@ -58,18 +58,21 @@ def missing_keys(
 
 
 def _problem(override: str, missing: str, cfg: DictConfig) -> str:
-    """Return the line naming the key `override`, whose part `missing` (dotted: its first part
-    that is not in the config) `cfg` does not have, with the key meant or those there are."""
+    """Return the line naming the key of `override`, whose part `missing` (dotted: its first
+    part that is not in the config) `cfg` does not have, with the key meant or those there are."""
+    key = override.split("=", 1)[0]
     section, _, name = missing.rpartition(".")
     node = OmegaConf.select(cfg, section) if section else cfg
     where = section or "the config"
     if not isinstance(node, DictConfig):
-        return f"{override}: {where} is not a section with keys"
-    keys = [str(key) for key in node if not str(key).startswith("_")]
+        return f"{key}: {where} is not a section with keys"
+    keys = [str(entry) for entry in node if not str(entry).startswith("_")]
+    if not keys:  # a section the command fills in, e.g. eval's data (merged into the stored)
+        return f"{key}: {where} has no keys to override here; add this one: +{override}"
     close = difflib.get_close_matches(name, keys, n=2, cutoff=0.6)
     if close:
-        meant = " or ".join(f"{section}.{key}" if section else key for key in close)
-        return f"{override}: {where} has no key `{name}`; did you mean {meant}?"
+        meant = " or ".join(f"{section}.{entry}" if section else entry for entry in close)
+        return f"{key}: {where} has no key `{name}`; did you mean {meant}?"
     choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{section}") if section else None
     owner = f"{section}={choice}" if isinstance(choice, str) else where
-    return f"{override}: {where} has no key `{name}`; {owner} has {', '.join(keys)}"
+    return f"{key}: {where} has no key `{name}`; {owner} has {', '.join(keys)}"

@@ -108,7 +108,7 @@ def check_inputs(loaded: LoadedModel, val_images: int) -> dict[str, Tensor]:
     except (OSError, ValueError, InstantiationException) as error:
         log.warning(
             "the data's val images cannot be loaded here (%s): checking on random "
-            "inputs only; give the data's location as a data.* override",
+            "inputs only; give the data's location as a +data.* override (+data.source.root=DIR)",
             error,
         )
         return inputs

@@ -47,7 +47,7 @@ def visualize(cfg: DictConfig) -> list[Path]:
     return the PNG files. A checkpoint holds no weights from the start of training, so
     there are no `filters/change` pictures.
 
-    The model and data are rebuilt from the config stored in the checkpoint (`data.*`
+    The model and data are rebuilt from the config stored in the checkpoint (`+data.*`
     keys of cfg override its data); `cfg.image` replaces the fixed validation images.
     """
     checkpoint = load_checkpoint(cfg.ckpt_path)
