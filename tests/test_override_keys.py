@@ -26,7 +26,7 @@ def _refusal(arguments: list[str]) -> str:
     [
         ("optimizer.lrr=0.1", "optimizer has no key `lrr`; did you mean optimizer.lr?"),
         ("trainer.max_epoch=3", "trainer has no key `max_epoch`; did you mean trainer.max_epochs?"),
-        ("seeed=1", "the config has no key `seeed`; did you mean seed?"),
+        ("seeed=1", "the train config has no key `seeed`; did you mean seed?"),
         ("model.conv.padding=2", "model has no key `conv`; model=small has layers, "),
     ],
 )
@@ -95,3 +95,15 @@ def test_a_data_key_of_a_command_that_reads_a_checkpoint_is_added_with_a_plus(
     check_override_keys(command, added)
     data = compose_config(command, added).data
     assert data == {"eval_batch_size": 8, "source": {"root": "/photos"}}
+
+
+def test_a_group_a_command_does_not_pick_from_is_named_with_its_keys() -> None:
+    # eval's model comes from the checkpoint: its config has no model group.
+    with pytest.raises(ConfigCompositionException, match="No match in the defaults list"):
+        compose_config("eval", ["ckpt_path=x", "model=resnet20"])
+    with pytest.raises(SystemExit) as stopped:
+        check_override_keys("eval", ["ckpt_path=x", "model=resnet20"])
+    assert (
+        "model: the eval config has no key `model`; the eval config has task_name, ckpt_path, "
+        "splits, data, trainer, paths"
+    ) in str(stopped.value.code)

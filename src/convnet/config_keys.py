@@ -19,6 +19,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 # Hydra's message for an override of a key that is not there (hydra/_internal/config_loader_impl).
 _NOT_THERE = re.compile(r"Could not override '([^']+)'")
+_NO_GROUP = "No match in the defaults list"
 # At most this many keys are looked for (a composition each).
 MAX_KEYS = 10
 
@@ -47,13 +48,17 @@ def missing_keys(
         except ConfigCompositionException as error:
             found = _NOT_THERE.match(str(error))
             cause = error.__cause__
-            if not found or not isinstance(cause, ConfigAttributeError | ConfigKeyError):
+            not_a_key = isinstance(cause, ConfigAttributeError | ConfigKeyError)
+            # A group choice (`model=resnet20`) where the config picks from no such group.
+            not_a_group = _NO_GROUP in str(error)
+            if not found or not (not_a_key or not_a_group):
                 return missing, None
             override = next((o for o in remaining if o.split("=", 1)[0] == found.group(1)), None)
             if override is None or len(missing) == MAX_KEYS:
                 return missing, None
             remaining.remove(override)
-            missing.append((override, str(cause.full_key or found.group(1))))
+            full_key = cause.full_key if not_a_key else None
+            missing.append((override, str(full_key or found.group(1))))
     return missing, None
 
 
@@ -63,10 +68,11 @@ def _problem(override: str, missing: str, cfg: DictConfig) -> str:
     key = override.split("=", 1)[0]
     section, _, name = missing.rpartition(".")
     node = OmegaConf.select(cfg, section) if section else cfg
-    where = section or "the config"
+    where = section or f"the {OmegaConf.select(cfg, 'hydra.job.config_name')} config"
     if not isinstance(node, DictConfig):
         return f"{key}: {where} is not a section with keys"
-    keys = [str(entry) for entry in node if not str(entry).startswith("_")]
+    hidden = ("hydra",) if not section else ()  # Hydra's own section: `--hydra-help`
+    keys = [str(e) for e in node if not str(e).startswith("_") and str(e) not in hidden]
     if not keys:  # a section the command fills in, e.g. eval's data (merged into the stored)
         return f"{key}: {where} has no keys to override here; add this one: +{override}"
     close = difflib.get_close_matches(name, keys, n=2, cutoff=0.6)
