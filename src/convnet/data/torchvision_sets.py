@@ -83,8 +83,10 @@ class TorchvisionSource:
             problem = self._archive_problem()
             if problem:
                 raise CorruptArchiveError(problem) from err
+            # torchvision's own message spans lines (a mirror tried, its error): one line here.
+            reason = " ".join(str(err).split())
             raise FileNotFoundError(
-                f"{self._title} could not be downloaded ({type(err).__name__}: {err}); "
+                f"{self._title} could not be downloaded ({type(err).__name__}: {reason}); "
                 "the machine appears to be offline or the server unreachable. "
                 f"To add it by hand, {self._where_to_put_files()}"
             ) from err
