@@ -61,6 +61,8 @@ def visualize(cfg: DictConfig) -> list[Path]:
     network = module.model.to(device)
     image = Path(cfg.image) if cfg.get("image") else None
     context = PictureContext(network, datamodule, device, image=image)
+    if image is not None:
+        context.samples(0, 0)  # read now: a file that is no image fails before any picture
     folder = Path(cfg.output_dir)
     written = []
     for key, callback in picture_callbacks(cfg.get("callbacks")).items():

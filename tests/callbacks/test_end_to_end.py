@@ -147,6 +147,17 @@ def test_visualize_writes_the_same_pictures_as_png(runs, tmp_path) -> None:
     assert "stage2" in (folder / "stage2" / "feature_maps" / "image.txt").read_text()
 
 
+def test_visualize_refuses_a_file_that_is_no_image_before_drawing(runs, tmp_path) -> None:
+    checkpoint = runs["with"] / "checkpoints/last.ckpt"
+    (tmp_path / "notes.png").write_text("not a picture")
+    cfg = compose_config(
+        "visualize", [f"ckpt_path={checkpoint}", f"image={tmp_path / 'notes.png'}"], tmp_path
+    )
+    with pytest.raises(ValueError, match=r"image=.*notes\.png: not an image file PIL can read"):
+        visualize(cfg)
+    assert not list(Path(cfg.output_dir).rglob("*.png"))  # no picture was drawn first
+
+
 def test_the_benchmark_times_both_arms_and_each_callback(tmp_path) -> None:
     tiny = [o for o in RUN if o != "test=false"]
     table = callbacks_overhead(

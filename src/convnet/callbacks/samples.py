@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import UnidentifiedImageError
 from torch import Tensor
 
 from convnet.data.images import read_image
@@ -117,7 +118,12 @@ def image_file_samples(path: Path, datamodule: Any, device: torch.device | str) 
     """Return Samples of one image file, with the data's channels and size, label unknown."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"image={path}: no such file. Give the path of a PNG or JPEG.")
-    image = read_image(str(path))  # (3, H, W) uint8 RGB
+    try:
+        image = read_image(str(path))  # (3, H, W) uint8 RGB
+    except UnidentifiedImageError as error:
+        raise ValueError(
+            f"image={path}: not an image file PIL can read ({error}). Give a PNG or JPEG."
+        ) from error
     if datamodule.in_channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114])[:, None, None]  # ITU-R 601 luma
         image = (image.float() * weights).sum(0, keepdim=True).round().to(torch.uint8)
