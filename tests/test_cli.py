@@ -79,6 +79,7 @@ def test_each_script_is_the_main_of_its_convnet_subcommand(script: str) -> None:
         ),
         (["train", "optimizer.lr=-1", "hydra.run.dir=run"], 1, "optimizer.lr=-1 is not allowed"),
         (["summary", "model=resnet2"], 1, "Could not find 'model/resnet2'"),
+        (["summary", "optimizer.lrr=0.1"], 1, "did you mean optimizer.lr?"),
         (["benchmark", "optimizer.lr=-1"], 1, "optimizer.lr=-1 is not allowed"),
         (["explain", "--help"], 0, "--activation"),
         (["explain", "--stride", "0"], 1, "--stride [0]: give one or two ints >= 1"),

@@ -10,7 +10,8 @@ from hydra.errors import ConfigCompositionException
 
 from convnet.cli.override_keys import check_override_keys
 from convnet.compose import compose_config
-from convnet.config_keys import missing_key_lines
+from convnet.config import ConfigError
+from convnet.config_keys import compose_or_explain, missing_key_lines
 from tests.test_readme import COMMANDS, _overrides
 
 
@@ -27,7 +28,7 @@ def _refusal(arguments: list[str]) -> str:
         ("optimizer.lrr=0.1", "optimizer has no key `lrr`; did you mean optimizer.lr?"),
         ("trainer.max_epoch=3", "trainer has no key `max_epoch`; did you mean trainer.max_epochs?"),
         ("seeed=1", "the train config has no key `seeed`; did you mean seed?"),
-        ("model.conv.padding=2", "model has no key `conv`; model=small has layers, "),
+        ("model.conv.padding=2", "model has no key `conv` (model=small has layers, "),
     ],
 )
 def test_a_key_the_config_does_not_have_is_named(override: str, said: str) -> None:
@@ -47,7 +48,10 @@ def test_every_missing_key_is_named_at_once_with_the_groups_chosen() -> None:
         "  model.widht_multiplier: model has no key `widht_multiplier`; did you mean "
         "model.width_multiplier?",
     ]
-    assert "+key=value" in lines[3]
+    assert lines[3] == (
+        "Fix these keys on the command line (`python scripts/train.py --cfg job` prints every "
+        "key there is)."
+    )
 
 
 def test_a_users_config_folder_is_searched_as_hydra_searches_it(tmp_path: Path) -> None:
@@ -87,7 +91,7 @@ def test_a_data_key_of_a_command_that_reads_a_checkpoint_is_added_with_a_plus(
     with pytest.raises(SystemExit) as stopped:
         check_override_keys(command, ["ckpt_path=x", "data.eval_batch_size=8"])
     assert (
-        "data.eval_batch_size: data has no keys to override here; add this one: "
+        "data.eval_batch_size: data has no keys to override here; to add this one: "
         "+data.eval_batch_size=8"
     ) in str(stopped.value.code)
     # The advice, followed, composes: the key is the command's data override.
@@ -104,6 +108,27 @@ def test_a_group_a_command_does_not_pick_from_is_named_with_its_keys() -> None:
     with pytest.raises(SystemExit) as stopped:
         check_override_keys("eval", ["ckpt_path=x", "model=resnet20"])
     assert (
-        "model: the eval config has no key `model`; the eval config has task_name, ckpt_path, "
-        "splits, data, trainer, paths"
+        "model: the eval config has no key `model` (the eval config has task_name, ckpt_path, "
+        "splits, data, trainer, paths)\n"
     ) in str(stopped.value.code)
+
+
+def test_a_key_a_section_may_have_is_added_as_the_refusal_says() -> None:
+    # A custom layer's keys are optional: the one not given is added with `+`.
+    override = "model.layers.0.padding=valid"
+    line = (
+        "model.layers.0.padding: model.layers[0] has no key `padding` (model.layers[0] has "
+        "type, filters, kernel_size, activation); to add it: +model.layers.0.padding=valid"
+    )
+    assert line in _refusal(["model=custom", override])
+    check_override_keys("train", ["model=custom", f"+{override}"])
+    cfg = compose_config("train", ["model=custom", f"+{override}"])
+    assert cfg.model.layers[0].padding == "valid"
+
+
+def test_summary_and_the_benchmark_name_a_missing_key_too() -> None:
+    meant = r"optimizer has no key `lrr`; did you mean optimizer\.lr\?"
+    with pytest.raises(ConfigError, match=meant):
+        compose_or_explain("train", ["optimizer.lrr=0.1"])
+    with pytest.raises(ConfigCompositionException, match="Could not find 'model/resnet2'"):
+        compose_or_explain("train", ["model=resnet2"])  # Hydra's list of the models

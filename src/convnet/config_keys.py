@@ -10,12 +10,16 @@ name such keys so.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Sequence
 
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+from convnet.checks import ConfigError
+from convnet.compose import compose_config
 
 # Hydra's message for an override of a key that is not there (hydra/_internal/config_loader_impl).
 _NOT_THERE = re.compile(r"Could not override '([^']+)'")
@@ -24,6 +28,29 @@ _NO_GROUP = "No match in the defaults list"
 MAX_KEYS = 10
 
 Compose = Callable[[list[str]], DictConfig]
+
+
+def missing_keys_error(lines: Sequence[str], config_name: str) -> ConfigError:
+    """Return the error naming the keys of `lines` (missing_key_lines) a command over the config
+    `config_name` ends with."""
+    return ConfigError(
+        "invalid config:\n  " + "\n  ".join(lines) + "\nFix these keys on the command line "
+        f"(`python scripts/{config_name}.py --cfg job` prints every key there is)."
+    )
+
+
+def compose_or_explain(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    """Return convnet's config `config_name` with `overrides` (convnet.compose); raise
+    ConfigError naming every override of a key the config does not have when that is why it
+    does not compose (Hydra's own error otherwise)."""
+    compose = functools.partial(compose_config, config_name)
+    try:
+        return compose(list(overrides))
+    except ConfigCompositionException as error:
+        lines = missing_key_lines(compose, overrides)
+        if lines:
+            raise missing_keys_error(lines, config_name) from error
+        raise
 
 
 def missing_key_lines(compose: Compose, overrides: Sequence[str]) -> list[str]:
@@ -64,7 +91,9 @@ def missing_keys(
 
 def _problem(override: str, missing: str, cfg: DictConfig) -> str:
     """Return the line naming the key of `override`, whose part `missing` (dotted: its first
-    part that is not in the config) `cfg` does not have, with the key meant or those there are."""
+    part that is not in the config) `cfg` does not have, with the key meant, or the keys there
+    are and the `+` that adds it (right where a section's keys are optional, as a custom
+    layer's are; the object the section builds then checks it, see convnet.targets)."""
     key = override.split("=", 1)[0]
     section, _, name = missing.rpartition(".")
     node = OmegaConf.select(cfg, section) if section else cfg
@@ -74,11 +103,12 @@ def _problem(override: str, missing: str, cfg: DictConfig) -> str:
     hidden = ("hydra",) if not section else ()  # Hydra's own section: `--hydra-help`
     keys = [str(e) for e in node if not str(e).startswith("_") and str(e) not in hidden]
     if not keys:  # a section the command fills in, e.g. eval's data (merged into the stored)
-        return f"{key}: {where} has no keys to override here; add this one: +{override}"
+        return f"{key}: {where} has no keys to override here; to add this one: +{override}"
     close = difflib.get_close_matches(name, keys, n=2, cutoff=0.6)
     if close:
         meant = " or ".join(f"{section}.{entry}" if section else entry for entry in close)
         return f"{key}: {where} has no key `{name}`; did you mean {meant}?"
     choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{section}") if section else None
     owner = f"{section}={choice}" if isinstance(choice, str) else where
-    return f"{key}: {where} has no key `{name}`; {owner} has {', '.join(keys)}"
+    adding = f"; to add it: +{override}" if section else ""
+    return f"{key}: {where} has no key `{name}` ({owner} has {', '.join(keys)}){adding}"

@@ -11,8 +11,9 @@ import argparse
 import logging
 
 from convnet.cli.quiet import quiet_third_party
-from convnet.compose import CONFIG_DIR, compose_config
+from convnet.compose import CONFIG_DIR
 from convnet.config import validate
+from convnet.config_keys import compose_or_explain
 from convnet.console import show
 from convnet.errors import one_line_errors
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.models and not args.sweep:
         parser.error("--models goes with --sweep, e.g. --sweep --models=resnet20,vgg11")
     # A bad override fails here, before torch and Lightning are imported (seconds).
-    cfg = compose_config("train", args.overrides)
+    cfg = compose_or_explain("train", args.overrides)
     validate(cfg)
     from convnet.arms import ARMS
     from convnet.benchmarks import (

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from convnet.compose import compose_config
-from convnet.config_keys import missing_key_lines
+from convnet.config_keys import missing_key_lines, missing_keys_error
 
 # Hydra flags after which the composition here would not be Hydra's (another primary config,
 # a rerun, a sweep) or none is made (shell completion, --info).
@@ -32,13 +32,9 @@ def check_override_keys(config_name: str, arguments: Sequence[str]) -> None:
     search = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
     compose = functools.partial(compose_config, config_name)
     lines = missing_key_lines(compose, [*search, *overrides])
-    if not lines:
-        return
-    raise SystemExit(
-        "ConfigError: invalid config:\n  " + "\n  ".join(lines) + "\nFix these keys on the "
-        "command line (`--cfg job` prints every key there is). A key the config does not have "
-        "is added with `+key=value`, when the object its section builds takes it."
-    )
+    if lines:
+        # Outside the task, where one_line_errors would show it: the same line, by hand.
+        raise SystemExit(f"ConfigError: {missing_keys_error(lines, config_name)}")
 
 
 def _parse(arguments: Sequence[str]) -> tuple[list[str], str | None] | None:

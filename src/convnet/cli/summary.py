@@ -7,8 +7,8 @@ trained, downloaded or written, so no run directory is made.
 
 import argparse
 
-from convnet.compose import compose_config
 from convnet.config import validate
+from convnet.config_keys import compose_or_explain
 from convnet.errors import one_line_errors
 
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         "(2 gives one row per residual block)",
     )
     args = parser.parse_args(argv)
-    cfg = compose_config("train", args.overrides)
+    cfg = compose_or_explain("train", args.overrides)
     validate(cfg)
     # torch and the model zoo only once the config is known to be good.
     import torch
