@@ -17,6 +17,7 @@ from PIL import Image
 
 from convnet import api
 from convnet.checkpoints import CheckpointError
+from convnet.config import ConfigError
 from convnet.evaluate import evaluate, load_checkpoint, run_config
 from convnet.inference import EvalTransform
 from convnet.module import CLASSES_KEY
@@ -191,3 +192,11 @@ def test_a_greyscale_file_keeps_its_values_for_a_greyscale_network(tmp_path: Pat
     Image.fromarray(pixels).save(tmp_path / "grey.png")
     image = EvalTransform(1, 16, mean=[0.5], std=[0.5]).read(tmp_path / "grey.png")
     assert np.array_equal(image[0].numpy(), pixels)
+
+
+def test_training_from_python_names_a_missing_key_before_making_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"optimizer has no key `lrr`; did you mean optimizer\.lr"
+    ):
+        api.train(["optimizer.lrr=0.1", f"paths.root_dir={tmp_path}"])
+    assert not (tmp_path / "outputs").exists()

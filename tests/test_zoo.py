@@ -57,6 +57,14 @@ def test_an_unknown_key_names_it_and_the_keys_allowed() -> None:
         create_model("resnet20", depth=20)
 
 
+def test_a_misspelt_key_is_named_with_the_one_meant() -> None:
+    with pytest.raises(ConfigError) as raised:
+        create_model("vgg11_bn", num_classs=100, depth=3)
+    assert "unknown keys ['depth', 'num_classs'] (did you mean num_classs -> num_classes?)" in str(
+        raised.value
+    )
+
+
 def test_a_bad_data_value_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"data\.num_classes=1 "):
         create_model("small", num_classes=1)

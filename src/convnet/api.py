@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from convnet import train as training
 from convnet.checks import ConfigError
 from convnet.compose import compose_config
+from convnet.config_keys import compose_or_explain
 from convnet.export import load_export
 from convnet.inference import EvalTransform, LoadedModel, load_checkpoint_model
 from convnet.models.zoo import create_model, model_names
@@ -60,7 +61,9 @@ def compose_run(overrides: Sequence[str] = (), run_dir: str | Path | None = None
     """Return the train config `python scripts/train.py <overrides>` runs, in run folder
     `run_dir` (made here; default: a fresh one under outputs/train/runs, as the script's)."""
     overrides = list(overrides)
-    folder = Path(run_dir) if run_dir is not None else _fresh_run_folder(overrides)
+    # A key the config does not have is named (with the one meant) before a folder is made.
+    cfg = compose_or_explain("train", overrides)
+    folder = Path(run_dir) if run_dir is not None else _fresh_run_folder(cfg)
     return compose_config("train", overrides, output_dir=folder.absolute())
 
 
@@ -95,10 +98,10 @@ def load(
     return load_checkpoint_model(path, overrides, device=device)
 
 
-def _fresh_run_folder(overrides: list[str]) -> Path:
-    """Return a new folder under <paths.log_dir>/train/runs, made (claimed) here: named by
-    the second, with _1, _2... for runs started in the same second, as scripts/train.py's."""
-    cfg = compose_config("train", overrides)
+def _fresh_run_folder(cfg: DictConfig) -> Path:
+    """Return a new folder under <paths.log_dir>/train/runs of the train config `cfg`, made
+    (claimed) here: named by the second, with _1, _2... for runs started in the same second,
+    as scripts/train.py's."""
     # paths.root_dir reads Hydra's runtime.cwd, as it does in a run Hydra starts.
     HydraConfig().set_config(cfg)
     runs = Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs"

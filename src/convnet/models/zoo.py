@@ -12,6 +12,7 @@ every other keyword overrides a key of the model config.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -44,11 +45,13 @@ def model_config(name: str, data: str = "shapes", **overrides: Any) -> DictConfi
     cfg = compose_config("train", [f"model={name}", f"data={data}"])
     unknown = sorted(set(overrides) - set(cfg.model) - set(DATA_KEYS))
     if unknown:
-        known = dict.fromkeys([*DATA_KEYS, *cfg.model])
-        keys = ", ".join(key for key in known if not key.startswith("_"))
+        known = [key for key in dict.fromkeys([*DATA_KEYS, *cfg.model]) if key[0] != "_"]
+        close = {key: difflib.get_close_matches(key, known, n=1) for key in unknown}
+        meant = [f"{key} -> {found[0]}" for key, found in close.items() if found]
+        hint = f" (did you mean {', '.join(meant)}?)" if meant else ""
         raise ConfigError(
-            f"create_model({name!r}): unknown keys {unknown}; configs/model/{name}.yaml takes "
-            f"{keys}"
+            f"create_model({name!r}): unknown keys {unknown}{hint}; configs/model/{name}.yaml "
+            f"takes {', '.join(known)}"
         )
     with open_dict(cfg):
         for key, value in overrides.items():
