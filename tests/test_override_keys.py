@@ -66,7 +66,7 @@ def test_a_users_config_folder_is_searched_as_hydra_searches_it(tmp_path: Path) 
 @pytest.mark.parametrize(
     "arguments",
     [
-        ["-m", "optimizer.lrr=0.1,0.2"],  # a sweep: the sweep check composes each job
+        ["-m", "optimizer.lrr=0.1,0.2"],  # a swept key: the sweep check composes each job
         ["--config-name", "eval", "optimizer.lrr=0.1"],  # another primary config
         ["model=no_such_model"],  # not a missing key: Hydra lists the models
         ["optimizer.lr=0.1,0.2"],  # ambiguous without -m: Hydra says how to write it
@@ -132,3 +132,11 @@ def test_summary_and_the_benchmark_name_a_missing_key_too() -> None:
         compose_or_explain("train", ["optimizer.lrr=0.1"])
     with pytest.raises(ConfigCompositionException, match="Could not find 'model/resnet2'"):
         compose_or_explain("train", ["model=resnet2"])  # Hydra's list of the models
+
+
+def test_a_sweeps_fixed_key_the_config_does_not_have_is_named_before_the_sweep() -> None:
+    # Hydra composes a sweep's config before its sweeper runs, swept overrides left out.
+    arguments = ["-m", "seed=0,1", "optimizer.lrr=0.1"]
+    message = _refusal(arguments)
+    assert "  optimizer.lrr: optimizer has no key `lrr`; did you mean optimizer.lr?" in message
+    check_override_keys("train", ["-m", "seed=0,1", "optimizer.lr=0.1", "model=small,resnet20"])
