@@ -133,10 +133,19 @@ def test_a_module_missing_a_dependency_names_the_dependency(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "my_nets.py").write_text("import not_installed_package\nclass Net: ...\n")
+    # A missing package whose name begins the module's: still the package that is missing.
+    (tmp_path / "my_nets2.py").write_text("import my_nets2_extra\nclass Net: ...\n")
+    (tmp_path / "my").mkdir()
+    (tmp_path / "my" / "zoo.py").write_text("import my.nothing\nclass Net: ...\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "my_nets", raising=False)
+    for name in ("my_nets", "my_nets2", "my", "my.zoo"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
     with pytest.raises(ModuleNotFoundError, match="not_installed_package"):
         locate("my_nets.Net")
+    with pytest.raises(ModuleNotFoundError, match="my_nets2_extra"):
+        locate("my_nets2.Net")
+    with pytest.raises(ModuleNotFoundError, match=r"'my\.nothing'"):
+        locate("my.zoo.Net")
     assert locate("torch.optim.SGD") is torch.optim.SGD
     assert locate("torch.nn.functional.relu") is torch.nn.functional.relu
 

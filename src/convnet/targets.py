@@ -112,7 +112,8 @@ def locate(name: str) -> Any:
         except ModuleNotFoundError as error:
             # Not a module: try the shorter path. A module that is there but imports one
             # that is not (a missing dependency) is the error to show.
-            if error.name is not None and module_name.startswith(error.name) and end > 1:
+            missing = error.name or ""
+            if end > 1 and (module_name == missing or module_name.startswith(f"{missing}.")):
                 continue
             raise
         for attribute in parts[end:]:
