@@ -150,6 +150,7 @@ def test_a_module_missing_a_dependency_names_the_dependency(
     assert locate("torch.nn.functional.relu") is torch.nn.functional.relu
 
 
+@pytest.mark.slow  # a training command, torch and Lightning imported
 def test_training_with_an_unknown_key_stops_before_the_data_with_one_line(tmp_path) -> None:
     done = train_script(tmp_path, "+optimizer.lrr=0.1", "data=digits", "hydra.run.dir=run")
     assert done.returncode == 1
