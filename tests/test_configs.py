@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import OmegaConf
 
 from convnet.build import build_model
 from convnet.config import ConfigError, validate
+from convnet.data import ImageDataModule
 from convnet.runs import NoRunToResumeError
 from convnet.train import train
 from tests.compose import CONFIGS, compose_config
@@ -105,6 +106,18 @@ def test_image_too_small_for_the_network_fails_before_training(train_config, tmp
         train(cfg)
     assert "32" in str(error.value)  # the smallest size that works
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_trainer_setting_lightning_refuses_fails_before_the_data_is_loaded(
+    train_config, tmp_path, monkeypatch
+) -> None:
+    loaded: list[str] = []
+    monkeypatch.setattr(ImageDataModule, "setup", lambda self, stage: loaded.append(stage))
+    cfg = train_config("trainer.precision=bf17")
+    with pytest.raises(InstantiationException, match="Precision 'bf17' is invalid"):
+        train(cfg)
+    assert loaded == []
+    assert not (tmp_path / "run" / "config.yaml").exists()
 
 
 def test_resuming_with_no_run_to_resume_says_so(train_config, tmp_path) -> None:

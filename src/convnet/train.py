@@ -86,6 +86,9 @@ def _train(
     complete_data_config(cfg, stored.get("data") if stored else None)
     prepare_host_memory(cfg)
     L.seed_everything(cfg.seed, workers=True)
+    # Before the data is loaded (an image folder's scan can take minutes): a trainer setting
+    # Lightning refuses (a precision, a strategy, devices the machine lacks) fails first.
+    trainer = build_trainer(cfg, callbacks, resume)
     datamodule: ImageDataModule = instantiate(cfg.data)
     if cfg.get(keys.TRAIN, True):
         # The data is loaded now, so a data set that is missing or does not fit the config
@@ -95,7 +98,6 @@ def _train(
     module = build_module(cfg, build_network(cfg))
     if resume.checkpoint is not None:
         check_compatible(resume.checkpoint["state_dict"], module, resume.path)
-    trainer = build_trainer(cfg, callbacks, resume)
     # Every check has passed: the run's records are written from here on. A command that
     # failed before left its folder, and the run it meant to continue, as they were.
     start_records()
