@@ -21,6 +21,16 @@ T = TypeVar("T")
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and what is allowed."""
 
+    # Of an error listing every problem found at once (`listing`): a line each.
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def listing(cls, problems: Sequence[str], fix: str) -> ConfigError:
+        """Return the error naming every problem found in a config, a line each, then `fix`."""
+        error = cls("invalid config:\n  " + "\n  ".join(problems) + f"\n{fix}")
+        error.problems = tuple(problems)
+        return error
+
 
 def refuse(key: str, value: Any, allowed: str) -> ConfigError:
     """Return the error for `key=value`, saying what is allowed (the caller raises it)."""

@@ -61,9 +61,10 @@ def validate(cfg: DictConfig) -> None:
             problems.append(str(error))
     problems += _device_problems(cfg)
     if problems:
-        raise ConfigError(
-            "invalid config:\n  " + "\n  ".join(problems) + "\nFix these keys on the command "
-            "line (e.g. `python scripts/train.py optimizer.lr=0.1`) or in configs/."
+        raise ConfigError.listing(
+            problems,
+            "Fix these keys on the command line (e.g. `python scripts/train.py "
+            "optimizer.lr=0.1`) or in configs/.",
         )
 
 

@@ -33,9 +33,10 @@ Compose = Callable[[list[str]], DictConfig]
 def missing_keys_error(lines: Sequence[str], config_name: str) -> ConfigError:
     """Return the error naming the keys of `lines` (missing_key_lines) a command over the config
     `config_name` ends with."""
-    return ConfigError(
-        "invalid config:\n  " + "\n  ".join(lines) + "\nFix these keys on the command line "
-        f"(`python scripts/{config_name}.py --cfg job` prints every key there is)."
+    return ConfigError.listing(
+        lines,
+        "Fix these keys on the command line "
+        f"(`python scripts/{config_name}.py --cfg job` prints every key there is).",
     )
 
 

@@ -56,9 +56,10 @@ def check_targets(cfg: DictConfig, options: dict[str, tuple[Callable, set[str]]]
             named = f"{target.__module__}.{target.__qualname__}"
             problems += _unknown_keys(section, list(node), target, named, given)
     if problems:
-        raise ConfigError(
-            "invalid config:\n  " + "\n  ".join(problems) + "\nFix these keys on the command "
-            "line or in configs/ (a `+key=value` adds a key; `~key` removes one)."
+        raise ConfigError.listing(
+            problems,
+            "Fix these keys on the command line or in configs/ (a `+key=value` adds a key; "
+            "`~key` removes one).",
         )
 
 

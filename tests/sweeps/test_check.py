@@ -72,6 +72,19 @@ def test_a_swept_key_the_config_does_not_have_is_named_once_with_the_key_meant(
     assert "+optimizer.lrr" not in message  # Hydra's advice, which would not help
 
 
+def test_a_jobs_problems_are_listed_a_line_each_under_it(tmp_path: Path) -> None:
+    with pytest.raises(SweepConfigError) as error:
+        _check(_sweep(tmp_path, ["seed=0,1"], ("+optimizer.lrr=0.1", "+optimizer.moment=0.9")))
+    lines = str(error.value).splitlines()
+    job = next(number for number, line in enumerate(lines) if line.startswith("- job `"))
+    assert lines[job + 1 : job + 3] == [
+        "    optimizer.lrr: torch.optim.SGD takes no argument `lrr`; did you mean optimizer.lr?",
+        "    optimizer.moment: torch.optim.SGD takes no argument `moment`; did you mean "
+        "optimizer.momentum?",
+    ]
+    assert "invalid config:" not in str(error.value)  # the problems, not a command's advice
+
+
 def test_slurm_needs_a_number_of_gpus_per_node(tmp_path: Path) -> None:
     cfg = _sweep(tmp_path, ["seed=0,1"], ("hydra/launcher=slurm", "trainer=ddp"))
     with pytest.raises(SweepConfigError, match=r"hydra\.launcher\.tasks_per_node=-1"):

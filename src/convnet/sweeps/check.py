@@ -143,13 +143,16 @@ def check_job(config_name: str, overrides: Sequence[str]) -> None:
 
 
 def _described(error: Exception, config_name: str, overrides: Sequence[str]) -> str:
-    """Return what a job's `error` says; a key the config does not have is named with the one
-    meant, as the commands name it (the same line for every value swept over that key)."""
+    """Return what a job's `error` says: its problems a line each (the sweep's own advice
+    follows them); a key the config does not have named with the one meant, as the commands
+    name it (the same line for every value swept over that key)."""
     if isinstance(error, ConfigCompositionException):
         compose = functools.partial(compose_in_running_hydra, config_name)
         lines = missing_key_lines(compose, overrides)
         if lines:
             return "\n    ".join(lines)
+    if isinstance(error, ConfigError) and error.problems:
+        return "\n    ".join(error.problems)
     return str(error).strip()
 
 
