@@ -71,6 +71,8 @@ def test_a_users_config_folder_is_searched_as_hydra_searches_it(tmp_path: Path) 
         ["model=no_such_model"],  # not a missing key: Hydra lists the models
         ["optimizer.lr=0.1,0.2"],  # ambiguous without -m: Hydra says how to write it
         ["--no-such-flag"],  # Hydra's parser refuses it, with its usage
+        ["optimizer.lr=["],  # an override that does not parse: Hydra points at it
+        ["-m", "optimizer.lr=["],
     ],
 )
 def test_what_is_not_a_missing_key_is_left_to_hydra(arguments: list[str]) -> None:

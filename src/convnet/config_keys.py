@@ -87,6 +87,8 @@ def missing_keys(
             remaining.remove(override)
             full_key = cause.full_key if not_a_key else None
             missing.append((override, str(full_key or found.group(1))))
+        except Exception:  # an override that does not parse...: Hydra says so when it runs
+            return missing, None
     return missing, None
 
 
