@@ -105,6 +105,17 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     return resolved
 
 
+# What the builders here do with a run config's sections beyond Hydra's instantiate, for the
+# check of its keys (convnet.targets). Keys build_model reads itself:
+READ_BY_BUILDERS = {"model": frozenset({"pretrained"})}
+# Arguments given the targets: the optimizer its parameter groups
+# (ImageClassifier.build_optimizer), the schedule its optimizer and length
+# (configure_optimizers), the Trainer what build_trainer makes.
+GIVEN_BY_BUILDERS = {
+    "optimizer": frozenset({"params"}),
+    "scheduler": frozenset({"optimizer", "total_steps"}),
+    "trainer": frozenset({"callbacks", "logger", "plugins"}),
+}
 # The arguments build_module gives ImageClassifier itself; the run config's `module` section
 # may set the others.
 MODULE_GIVEN = frozenset(
@@ -116,7 +127,8 @@ def check_buildable(cfg: DictConfig) -> None:
     """Raise ConfigError naming every `_target_` of the run config `cfg` that cannot be
     imported and every key its target (or ImageClassifier, for `module`) does not take,
     before anything is built (convnet.targets)."""
-    check_targets(cfg, {"module": (ImageClassifier, MODULE_GIVEN)})
+    options = {"module": (ImageClassifier, MODULE_GIVEN)}
+    check_targets(cfg, READ_BY_BUILDERS, GIVEN_BY_BUILDERS, options)
 
 
 def build_module(cfg: DictConfig, model: nn.Module) -> ImageClassifier:

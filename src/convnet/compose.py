@@ -16,6 +16,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from convnet.runs import register_resolvers
@@ -31,7 +32,10 @@ VERSION_BASE = "1.3"
 
 
 def compose_config(
-    config_name: str = "train", overrides: Sequence[str] = (), output_dir: Path | None = None
+    config_name: str = "train",
+    overrides: Sequence[str] = (),
+    output_dir: Path | None = None,
+    multirun: bool = False,
 ) -> DictConfig:
     """Return the config `scripts/<config_name>.py <overrides>` would run with, Hydra's node
     included, composed from convnet's configs.
@@ -39,6 +43,8 @@ def compose_config(
     output_dir: the run folder (made here): the config then reads as it does inside that
         run (hydra.runtime.output_dir, paths.output_dir, `${hydra:...}` interpolations).
         Without it nothing is written and the config's run folder stays unresolved.
+    multirun: the config a sweep (`-m`) starts from, as Hydra composes it before its sweeper
+        runs: swept overrides are left out, the others applied.
     """
     overrides = list(overrides)
     if output_dir is not None:
@@ -47,7 +53,14 @@ def compose_config(
     # A previous composition in this process (a test, a benchmark arm) leaves Hydra set up.
     GlobalHydra.instance().clear()
     with initialize_config_module(version_base=VERSION_BASE, config_module=CONFIG_PACKAGE):
-        cfg = compose_in_running_hydra(config_name, overrides)
+        if multirun:
+            # The compose API composes a single run only; this is what it calls, for a sweep.
+            register_resolvers()
+            cfg = GlobalHydra.instance().hydra.compose_config(
+                config_name, overrides, run_mode=RunMode.MULTIRUN
+            )
+        else:
+            cfg = compose_in_running_hydra(config_name, overrides)
     if output_dir is not None:
         _as_in_run(cfg, output_dir)
     return cfg

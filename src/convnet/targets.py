@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Set
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig
@@ -25,31 +25,32 @@ from convnet.checks import ConfigError
 
 # Hydra's own keys of a node: they say how to build it, and are not passed.
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
-# Keys convnet reads from a node itself and never passes to its target.
-READ_BY_CONVNET = {"model": frozenset({"pretrained"})}  # convnet.build.build_model
-# Arguments convnet gives a node's target itself (convnet.build, convnet.module): a node that
-# set them would be overridden, or the call would get the argument twice.
-GIVEN_BY_CONVNET = {
-    "optimizer": frozenset({"params"}),
-    "scheduler": frozenset({"optimizer", "total_steps"}),
-    "trainer": frozenset({"callbacks", "logger", "plugins"}),
-}
 # Top-level sections never checked: Hydra's own (its launcher and sweeper are its plugins').
 SKIPPED = frozenset({"hydra"})
 
 
-def check_targets(cfg: DictConfig, options: dict[str, tuple[Callable, set[str]]]) -> None:
-    """Raise ConfigError naming every `_target_` of `cfg` that cannot be imported and every key
-    a target does not take (all at once).
+Keys = Mapping[str, Set[str]]
 
+
+def check_targets(
+    cfg: DictConfig,
+    read: Keys,
+    given: Keys,
+    options: Mapping[str, tuple[Callable, Set[str]]],
+) -> None:
+    """Raise ConfigError naming every `_target_` of `cfg` that cannot be imported and every key
+    a target does not take (all at once). What the builders of the config do beyond Hydra's
+    instantiate comes from them (convnet.build), by section:
+
+    read: keys the builder reads from the section itself and never passes to its target.
+    given: arguments the builder gives the target itself; a section that set them would be
+        overridden, or the call would get the argument twice.
     options: sections without a `_target_` whose keys are the keyword arguments of a callable
-        convnet calls itself: section -> (that callable, the arguments convnet gives it, which
-        the section may not set), e.g. {"module": (ImageClassifier, {"model", ...})}; the
-        caller names them, so this module imports nothing of torch's itself.
+        the builder calls: section -> (that callable, the arguments it gives it itself).
     """
     problems = []
     for path, node in target_nodes(cfg):
-        problems += _node_problems(path, node)
+        problems += _node_problems(path, node, read.get(path, set()), given.get(path, set()))
     for section, (target, given) in options.items():
         node = cfg.get(section)
         if isinstance(node, DictConfig):
@@ -82,7 +83,7 @@ def target_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
     yield from walk(cfg, "")
 
 
-def _node_problems(path: str, node: DictConfig) -> list[str]:
+def _node_problems(path: str, node: DictConfig, read: Set[str], given: Set[str]) -> list[str]:
     name = node.get("_target_")
     if not isinstance(name, str):
         return [f"{path}._target_={name!r} is not allowed: use a dotted import path"]
@@ -94,9 +95,8 @@ def _node_problems(path: str, node: DictConfig) -> list[str]:
             f"{path}._target_={name} cannot be imported ({type(error).__name__}: {reason}): "
             "check its spelling, or install the package that has it"
         ]
-    read = READ_BY_CONVNET.get(path, frozenset())
     keys = [key for key in node if key not in read]
-    return _unknown_keys(path, keys, target, name, GIVEN_BY_CONVNET.get(path, frozenset()))
+    return _unknown_keys(path, keys, target, name, given)
 
 
 def locate(name: str) -> Any:
@@ -124,7 +124,7 @@ def locate(name: str) -> Any:
 
 
 def _unknown_keys(
-    path: str, keys: list[Any], target: Callable, named: str, given: set[str] = frozenset()
+    path: str, keys: list[Any], target: Callable, named: str, given: Set[str]
 ) -> list[str]:
     """Return a line for each of `keys` (of the node at `path`) that `target` takes no
     keyword argument for, or that convnet gives it itself (`given`)."""

@@ -14,12 +14,7 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.types import RunMode
-from omegaconf import DictConfig
-
-from convnet.compose import CONFIG_PACKAGE, VERSION_BASE, compose_config
+from convnet.compose import compose_config
 from convnet.config_keys import missing_key_lines, missing_keys_error
 
 # Hydra flags after which the composition here would not be Hydra's (another primary config,
@@ -36,23 +31,11 @@ def check_override_keys(config_name: str, arguments: Sequence[str]) -> None:
         return
     overrides, config_dir, multirun = parsed
     search = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
-    compose = functools.partial(_compose_sweep if multirun else compose_config, config_name)
+    compose = functools.partial(compose_config, config_name, multirun=multirun)
     lines = missing_key_lines(compose, [*search, *overrides])
     if lines:
         # Outside the task, where one_line_errors would show it: the same line, by hand.
         raise SystemExit(f"ConfigError: {missing_keys_error(lines, config_name)}")
-
-
-def _compose_sweep(config_name: str, overrides: Sequence[str]) -> DictConfig:
-    """Return the config a sweep (`-m`) starts from, composed as Hydra composes it before its
-    sweeper runs: the swept overrides are left out, the others applied (the sweep check
-    composes each job, swept values included)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base=VERSION_BASE, config_module=CONFIG_PACKAGE):
-        # The compose API composes a single run only; this is what it calls, for a sweep.
-        return GlobalHydra.instance().hydra.compose_config(
-            config_name, list(overrides), run_mode=RunMode.MULTIRUN
-        )
 
 
 def _parse(arguments: Sequence[str]) -> tuple[list[str], str | None, bool] | None:
