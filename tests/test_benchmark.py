@@ -116,7 +116,7 @@ def test_the_ceiling_runs_in_the_best_precision_and_fp32_runs_are_also_held_to_f
         == benchmark.setting("plain")
         == (
             "32-true",
-            torch.channels_last if hardware.cpu_bf16_unit() else torch.contiguous_format,
+            torch.channels_last if hardware.cpu_prefers_channels_last() else torch.contiguous_format,
         )
     )
     monkeypatch.setattr(hardware, "cpu_bf16_unit", lambda: "AMX-BF16")
@@ -127,6 +127,7 @@ def test_the_ceiling_runs_in_the_best_precision_and_fp32_runs_are_also_held_to_f
     assert "model_fp32" in with_bf16.arms_to_run(["convnet", "model", "model_fp32"])
     # Where fp32 is the best the CPU does, (c) is fp32 already and (c32) would repeat it.
     monkeypatch.setattr(hardware, "cpu_bf16_unit", lambda: None)
+    monkeypatch.setattr(hardware, "cpu_capability", lambda: "DEFAULT")
     fp32_only = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)
     assert fp32_only.setting("model") == ("32-true", torch.contiguous_format)
     assert fp32_only.arms_to_run(["convnet", "model", "model_fp32"]) == ["convnet", "model"]

@@ -101,17 +101,31 @@ def test_the_run_logs_what_it_chose(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="convnet.module"):
         one_step("trainer.precision=bf16-mixed", "memory_format=channels_last")
-    assert "training on cpu in bf16-mixed with channels_last" in caplog.text
+    line = f"training on cpu ({hardware.cpu_description()}) in bf16-mixed with channels_last"
+    assert line in caplog.text
 
 
-@pytest.mark.parametrize(("unit", "expected"), [("AMX-BF16", "bf16-mixed"), (None, "32-true")])
-def test_auto_precision_on_the_cpu_is_bf16_only_with_bf16_in_hardware(
-    monkeypatch: pytest.MonkeyPatch, unit: str | None, expected: str
+@pytest.mark.parametrize(
+    ("unit", "vectors", "expected", "layout"),
+    [
+        ("AMX-BF16", "AVX512", "bf16-mixed", torch.channels_last),
+        (None, "AVX512", "32-true", torch.channels_last),
+        (None, "AVX2", "32-true", torch.channels_last),
+        (None, "SVE256", "32-true", torch.contiguous_format),
+        (None, "DEFAULT", "32-true", torch.contiguous_format),
+    ],
+)
+def test_auto_precision_on_the_cpu_is_bf16_only_with_bf16_in_hardware_and_nhwc_on_x86(
+    monkeypatch: pytest.MonkeyPatch,
+    unit: str | None,
+    vectors: str,
+    expected: str,
+    layout: torch.memory_format,
 ) -> None:
     monkeypatch.setattr(hardware, "cpu_bf16_unit", lambda: unit)
+    monkeypatch.setattr(hardware, "cpu_capability", lambda: vectors)
     trainer = OmegaConf.create({"accelerator": "cpu", "precision": "auto"})
     assert precision_for(trainer) == expected
-    layout = torch.channels_last if unit else torch.contiguous_format
     assert memory_format_for("auto", "cpu") == layout
     # A forced choice wins over what the CPU has.
     assert precision_for(OmegaConf.create({"accelerator": "cpu", "precision": "32-true"})) == (
@@ -127,6 +141,11 @@ def test_this_cpu_is_asked_through_torch() -> None:
     assert unit in (None, "AMX-BF16", "AVX512_BF16")
     if unit is not None:
         assert torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def test_the_cpu_capability_is_the_one_torch_dispatches_its_kernels_to() -> None:
+    assert hardware.cpu_capability() == torch.backends.cpu.get_cpu_capability()
+    assert hardware.cpu_capability() in hardware.cpu_description()
 
 
 def test_an_unknown_memory_format_is_refused_naming_the_key() -> None:

@@ -171,7 +171,7 @@ def precision_for(trainer_cfg: DictConfig) -> str:
 
 def memory_format_of(cfg: DictConfig) -> torch.memory_format:
     """Return the memory format of the run's network and batches (`memory_format`, where
-    `auto` is channels_last on CUDA and on CPUs with bf16 in hardware). A checkpoint's
+    `auto` is channels_last on CUDA and on x86 CPUs, convnet.hardware). A checkpoint's
     stored config has no trainer (convnet.stored_config): it runs where a trainer would."""
     device = training_device_type(cfg.get("trainer") or {})
     return memory_format_for(cfg.get("memory_format", "auto"), device)

@@ -35,7 +35,7 @@ from convnet.config import ConfigError
 from convnet.data import ImageDataModule
 from convnet.data.describe import complete_data_config
 from convnet.data.splits import TensorSplit
-from convnet.hardware import auto_precision, cpu_bf16_unit, memory_format_for
+from convnet.hardware import auto_precision, cpu_description, memory_format_for
 from convnet.step_timing import (
     ImagesDataset,
     LightningStep,
@@ -294,4 +294,4 @@ class ThroughputBenchmark:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU (bf16 in hardware: {cpu_bf16_unit() or 'none'}), {torch.get_num_threads()} threads"
+    return f"CPU ({cpu_description()}), {torch.get_num_threads()} threads"
