@@ -111,14 +111,9 @@ def test_the_ceiling_runs_in_the_best_precision_and_fp32_runs_are_also_held_to_f
 ) -> None:
     run = [*TINY, "trainer.precision=32-true", "trainer.accelerator=cpu"]
     benchmark = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)
-    assert (
-        benchmark.setting("convnet")
-        == benchmark.setting("plain")
-        == (
-            "32-true",
-            torch.channels_last if hardware.cpu_prefers_channels_last() else torch.contiguous_format,
-        )
-    )
+    nhwc = hardware.cpu_prefers_channels_last()
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    assert benchmark.setting("convnet") == benchmark.setting("plain") == ("32-true", layout)
     monkeypatch.setattr(hardware, "cpu_bf16_unit", lambda: "AMX-BF16")
     with_bf16 = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)
     assert with_bf16.setting("model") == ("bf16-mixed", torch.channels_last)

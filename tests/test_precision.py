@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import platform
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -143,9 +146,26 @@ def test_this_cpu_is_asked_through_torch() -> None:
         assert torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def test_the_cpu_capability_is_the_one_torch_dispatches_its_kernels_to() -> None:
-    assert hardware.cpu_capability() == torch.backends.cpu.get_cpu_capability()
-    assert hardware.cpu_capability() in hardware.cpu_description()
+def test_the_cpu_capability_agrees_with_the_kernels_list_of_cpu_flags() -> None:
+    # torch runs AVX-512 kernels where the CPU has the four extensions they use, else AVX2
+    # ones where it has AVX2 and FMA; Linux lists the flags itself, independently of torch.
+    cpuinfo = Path("/proc/cpuinfo")
+    if platform.machine() not in ("x86_64", "AMD64") or not cpuinfo.exists():
+        pytest.skip("reads the x86 CPU flags Linux lists")
+    if os.environ.get("ATEN_CPU_CAPABILITY"):
+        pytest.skip("ATEN_CPU_CAPABILITY forces torch's choice")
+    line = next(row for row in cpuinfo.read_text().splitlines() if row.startswith("flags"))
+    flags = set(line.split(":", 1)[1].split())
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        expected = "AVX512"
+    elif {"avx2", "fma"} <= flags:
+        expected = "AVX2"
+    else:
+        expected = "DEFAULT"
+    assert hardware.cpu_capability() == expected
+    assert (memory_format_for("auto", "cpu") == torch.channels_last) == (expected != "DEFAULT")
+    line = hardware.describe("32-true", torch.channels_last, "cpu")
+    assert f"training on cpu ({expected}, bf16 in hardware: " in line
 
 
 def test_an_unknown_memory_format_is_refused_naming_the_key() -> None:

@@ -288,7 +288,7 @@ def _start_at_the_same_instant(root: Path, runs: int) -> list[subprocess.Popen]:
 def test_runs_started_at_the_same_instant_get_a_folder_each_with_its_own_records(
     tmp_path: Path,
 ) -> None:
-    runs = 4
+    runs = 3
     for process in _start_at_the_same_instant(tmp_path, runs):
         assert process.wait(timeout=600) == 0
     folders = sorted((tmp_path / "outputs" / "train" / "runs").iterdir())

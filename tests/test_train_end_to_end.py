@@ -21,14 +21,16 @@ pytestmark = pytest.mark.slow
 
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.layer_summary=null"]
 SMALL_RUN = ["data.source.num_train=2000", "trainer.max_epochs=3", *QUIET]
-# The smallest shapes run that reliably learns: ~940 steps, ~20 s on 2 CPU cores.
+# The smallest shapes run that reliably learns: ~940 steps, ~20 s on 2 CPU cores without
+# the pictures (drawn each epoch, they took 60 s more; tests/callbacks test those).
 LEARNING_RUN = [
     "data.source.num_train=5000",
     "data.source.num_val=500",
     "data.batch_size=32",
     "optimizer.lr=0.05",
     "trainer.max_epochs=6",
-    *QUIET,
+    "callbacks=minimal",
+    "callbacks.rich_progress_bar=null",
 ]
 
 
