@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from convnet import hardware
 from convnet.benchmarks import compose_run, ratio_lines, sweep, throughput
+from convnet.hardware import memory_format_for
 from convnet.throughput import ThroughputBenchmark
 from tests.compose import REPO
 
@@ -111,8 +112,7 @@ def test_the_ceiling_runs_in_the_best_precision_and_fp32_runs_are_also_held_to_f
 ) -> None:
     run = [*TINY, "trainer.precision=32-true", "trainer.accelerator=cpu"]
     benchmark = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)
-    nhwc = hardware.cpu_prefers_channels_last()
-    layout = torch.channels_last if nhwc else torch.contiguous_format
+    layout = memory_format_for("auto", "cpu")  # the run's own: its memory_format is auto
     assert benchmark.setting("convnet") == benchmark.setting("plain") == ("32-true", layout)
     monkeypatch.setattr(hardware, "cpu_bf16_unit", lambda: "AMX-BF16")
     with_bf16 = ThroughputBenchmark(compose_run(run, tmp_path), compose_run, run, tmp_path, 1, 2)

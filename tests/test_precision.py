@@ -154,8 +154,8 @@ def test_the_cpu_capability_agrees_with_the_kernels_list_of_cpu_flags() -> None:
         pytest.skip("reads the x86 CPU flags Linux lists")
     if os.environ.get("ATEN_CPU_CAPABILITY"):
         pytest.skip("ATEN_CPU_CAPABILITY forces torch's choice")
-    line = next(row for row in cpuinfo.read_text().splitlines() if row.startswith("flags"))
-    flags = set(line.split(":", 1)[1].split())
+    row = next(row for row in cpuinfo.read_text().splitlines() if row.startswith("flags"))
+    flags = set(row.split(":", 1)[1].split())
     if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
         expected = "AVX512"
     elif {"avx2", "fma"} <= flags:
