@@ -1,5 +1,6 @@
 """Whole runs on tiny data: train, checkpoint, resume, evaluate."""
 
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -179,9 +180,13 @@ def test_streamed_folder_data_resumes_mid_epoch_to_the_same_weights(tmp_path: Pa
         "train", [*run, *extra], tmp_path, output_dir=output_dir
     )
     train(config(output_dir=tmp_path / "straight"))
+    # The loaders' workers are stopped when the run ends, not left to the garbage collector
+    # (which found them stuck and killed them after 5 s each).
+    assert multiprocessing.active_children() == []
     interrupt = [f"+callbacks.stop._target_={__name__}.InterruptAtStep", "+callbacks.stop.step=8"]
     with pytest.raises(SystemExit):  # in epoch 1, after its second batch
         train(config(*interrupt, output_dir=tmp_path / "resumed"))
+    assert multiprocessing.active_children() == []
     stopped = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
     assert stopped["global_step"] == 8
     train(config("ckpt_path=last", output_dir=tmp_path / "resumed"))
