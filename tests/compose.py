@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from convnet.compose import CONFIG_DIR
 from convnet.compose import compose_config as compose_run_config
+from tests.scripts import run_script
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = CONFIG_DIR  # the tests' name for it
@@ -34,5 +34,4 @@ def compose_config(
 
 def train_script(cwd: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python scripts/train.py <overrides>` in `cwd` as a user does; return what it did."""
-    command = [sys.executable, str(REPO / "scripts" / "train.py"), *overrides]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return run_script([REPO / "scripts" / "train.py", *overrides], cwd=cwd, timeout=timeout)

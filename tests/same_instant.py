@@ -2,19 +2,19 @@
 a barrier, with the clock stopped at one second: runs a test starts together then name
 their folders at the same instant, alike.
 
-    python tests/same_instant.py <ready fd> <go fd> <overrides...>
+    python tests/same_instant.py <ready file> <go file> <overrides...>
 
-When the process is about to name its fresh run folder, it writes a byte to <ready fd> and
-waits until <go fd> is closed: the test closes it once every process is ready, which lets
-them all go at once.
+When the process is about to name its fresh run folder, it writes <ready file> and waits
+until <go file> exists, looking every 0.1 ms: the test makes it once every process is ready,
+which lets them all go within that.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
 import runpy
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,16 +33,15 @@ class _Stopped(datetime.datetime):
 
 
 def main() -> None:
-    barrier = [int(sys.argv[1]), int(sys.argv[2])]  # (ready, go) until passed
+    barrier = [Path(sys.argv[1]), Path(sys.argv[2])]  # (ready, go) until passed
     name_fresh_run_dir = convnet.runs.fresh_run_dir
 
     def at_the_barrier(*args: Any, **kwargs: Any) -> Path:
         if barrier:
             ready, go = barrier
-            os.write(ready, b".")
-            os.close(ready)
-            os.read(go, 1)  # returns when the test closes its end
-            os.close(go)
+            ready.touch()
+            while not go.exists():
+                time.sleep(1e-4)
             barrier.clear()
         return name_fresh_run_dir(*args, **kwargs)
 

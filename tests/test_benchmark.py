@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from convnet.benchmarks import compose_run, ratio_lines, sweep, throughput
 from convnet.hardware import memory_format_for
 from convnet.throughput import ThroughputBenchmark
 from tests.compose import REPO
+from tests.scripts import run_script
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +29,7 @@ TINY = [
 
 def test_the_script_prints_every_arm_and_the_ratios_last(tmp_path: Path) -> None:
     command = [
-        sys.executable,
-        str(REPO / "scripts" / "benchmark.py"),
+        REPO / "scripts" / "benchmark.py",
         "--repeats=1",
         "--warmup=1",
         "--steps=3",
@@ -39,9 +37,7 @@ def test_the_script_prints_every_arm_and_the_ratios_last(tmp_path: Path) -> None
         *TINY,
     ]
     wide = {**os.environ, "COLUMNS": "200"}  # every column of the table whole
-    result = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=wide
-    )
+    result = run_script(command, cwd=tmp_path, env=wide)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     names = ["b/c", "b/c32", "b/a"] if hardware.cpu_bf16_unit() else ["b/c", "b/a"]

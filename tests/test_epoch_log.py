@@ -7,7 +7,6 @@ import json
 import logging
 import logging.config
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from convnet.callbacks import epoch_log
 from convnet.callbacks.epoch_log import EpochLog, TerminalProgressBar
 from convnet.train import train
 from tests.compose import REPO, compose_config
+from tests.scripts import run_script
 
 # 4 training batches of 32 images an epoch, one validation batch.
 TINY = [
@@ -47,13 +47,10 @@ def _epoch_lines(text: str) -> list[re.Match[str]]:
 @pytest.mark.slow
 def test_a_batch_job_logs_a_line_per_epoch_on_the_console_and_in_its_log(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    command = [sys.executable, str(REPO / "scripts" / "train.py"), *TINY]
-    command += ["trainer.max_epochs=2", f"hydra.run.dir={run}"]
-    with open(tmp_path / "log", "w") as output:  # as `nohup ... > log 2>&1`
-        done = subprocess.run(
-            command, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT, timeout=300
-        )
-    console = (tmp_path / "log").read_text()
+    command = [REPO / "scripts" / "train.py", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run}"]
+    # Both streams into one file, as `nohup ... > log 2>&1`.
+    done = run_script(command, cwd=tmp_path, merge=True)
+    console = done.stdout
     assert done.returncode == 0, console[-3000:]
     lines = _epoch_lines(console)
     assert [(m[1], m[2]) for m in lines] == [("1", "2"), ("2", "2")]  # no sanity-check line

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from convnet.errors import one_line_errors, user_error_line
 from tests.compose import REPO, compose_config
+from tests.scripts import run_script
 
 
 def test_a_config_object_that_fails_to_build_is_named_with_its_key() -> None:
@@ -89,8 +90,7 @@ def test_hydra_full_error_keeps_the_traceback(monkeypatch: pytest.MonkeyPatch) -
 
 
 def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO / "scripts" / script), *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=180)
+    return run_script([REPO / "scripts" / script, *args], cwd=cwd, timeout=180)
 
 
 @pytest.mark.slow

@@ -1,7 +1,6 @@
 """explain_conv: PyTorch's convolution and the plain loop agree, on hand-known values."""
 
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ from convnet.explain import (
 )
 from convnet.models.layers import ACTIVATIONS
 from tests.compose import REPO
+from tests.scripts import run_script
 
 # PyTorch warns that its own padding="same" copies the input for even kernels; expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
@@ -139,12 +139,7 @@ def test_options_change_the_lesson(capsys):
     assert "0.0e+00" in out
 
 
-def test_the_script_runs_as_a_command():
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "explain_conv.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_the_script_runs_as_a_command(tmp_path: Path) -> None:
+    result = run_script([REPO / "scripts" / "explain_conv.py"], cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "laplacian" in result.stdout and "What the numbers mean" in result.stdout

@@ -4,8 +4,6 @@ uninterrupted run."""
 
 import csv
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.compose import REPO
+from tests.scripts import Script, start_script
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +32,8 @@ RUN = [
 STEPS_PER_EPOCH = 2048 // 16
 
 
-def _train(root: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, str(REPO / "scripts" / "train.py"), *RUN, *extra]
-    return subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def _train(root: Path, *extra: str) -> Script:
+    return start_script([REPO / "scripts" / "train.py", *RUN, *extra], cwd=root, merge=True)
 
 
 def _run(root: Path) -> Path:
@@ -110,7 +108,7 @@ def test_sigterm_mid_epoch_saves_and_resume_gives_the_uninterrupted_weights(
     _wait_for_first_checkpoint(tmp_path)
     time.sleep(0.5)  # into epoch 1
     process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=600)[0].decode()
+    output = process.communicate(timeout=600)[0]
     assert process.returncode == 143  # 128 + SIGTERM: the run did not finish
     assert "saved" in output and "ckpt_path=last" in output
     step = torch.load(_last(tmp_path), weights_only=True)["global_step"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from convnet.inference import EvalTransform
 from convnet.module import CLASSES_KEY
 from convnet.predict import predict
 from tests.compose import REPO, compose_config
+from tests.scripts import run_script
 
 DIGITS = [str(digit) for digit in range(10)]
 
@@ -174,13 +173,9 @@ def test_the_predict_script_writes_its_csv_and_names_a_missing_file(
     run: api.TrainResult, val_folder: Path, tmp_path: Path
 ) -> None:
     good = next(val_folder.glob("*/*.png"))
-    command = [
-        sys.executable,
-        str(REPO / "scripts" / "predict.py"),
-        f"ckpt_path={run.last_checkpoint}",
-        f"inputs=[{good},gone.png]",
-    ]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    command = [REPO / "scripts" / "predict.py", f"ckpt_path={run.last_checkpoint}",
+               f"inputs=[{good},gone.png]"]  # fmt: skip
+    result = run_script(command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "gone.png: no such file or folder; skipped" in result.stdout + result.stderr
     (csv_file,) = (tmp_path / "outputs" / "predict" / "runs").glob("*/predictions.csv")

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.compose import REPO, TINY_SHAPES, compose_config
+from tests.scripts import run_script
 
 README = (REPO / "README.md").read_text()
 # Commands are the README's indented code lines that run a script; a `$ command` line shows
@@ -51,9 +52,7 @@ def _check_composes(overrides: list[str], tmp_path: Path) -> None:
 
 
 def _run(args: list[str], cwd: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+    result = run_script(args, cwd=cwd)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -94,13 +93,7 @@ def _python_example() -> str:
 @pytest.mark.slow
 def test_the_readmes_python_example_runs_as_written(tmp_path: Path) -> None:
     Image.new("L", (8, 8), 255).save(tmp_path / "seven.png")  # the file it classifies
-    result = subprocess.run(
-        [sys.executable, "-c", _python_example()],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_script(["-c", _python_example()], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] in [str(digit) for digit in range(10)]
     (run,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
@@ -301,8 +294,6 @@ def test_what_the_readme_shows_a_command_print_is_what_it_prints(
     words = shlex.split(command)
     assert words[0] == "python"
     words[1] = str(REPO / words[1])
-    result = subprocess.run(
-        [sys.executable, *words[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    result = run_script(words[1:], cwd=tmp_path)
     shown = (result.stdout + result.stderr).splitlines()
     assert printed and all(line in shown for line in printed), "\n".join(shown[-20:])

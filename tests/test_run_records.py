@@ -11,8 +11,7 @@ import io
 import logging
 import os
 import shutil
-import subprocess
-import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from convnet.runs import run_contents
 from convnet.sweeps.results import FAILED, OK, JobRecorder, read_result
 from convnet.train import train
 from tests.compose import REPO, TINY_SHAPES, train_script
+from tests.scripts import Script, start_script
 
 QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
 # Tiny shapes: the records are what these tests read, not what the data teaches.
@@ -252,35 +252,21 @@ def test_a_run_that_fails_its_config_check_leaves_its_folder_free_for_the_correc
     assert read_result(folder).status == OK
 
 
-def _start_at_the_same_instant(root: Path, runs: int) -> list[subprocess.Popen]:
+def _start_at_the_same_instant(root: Path, runs: int) -> list[Script]:
     """Start `runs` train scripts (seed=0, 1...) that pass one barrier together."""
-    ready_read, ready_write = os.pipe()
-    go_read, go_write = os.pipe()
-    processes = []
-    for seed in range(runs):
-        command = [
-            sys.executable,
-            str(REPO / "tests" / "same_instant.py"),
-            str(ready_write),
-            str(go_read),
-            *FAST,
-            f"seed={seed}",
-        ]
-        with open(root / f"{seed}.out", "w") as output:
-            processes.append(
-                subprocess.Popen(
-                    command,
-                    cwd=root,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(ready_write, go_read),
-                )
-            )
-    os.close(ready_write)
-    os.close(go_read)
-    with os.fdopen(ready_read, "rb") as ready:
-        assert len(ready.read(runs)) == runs  # every process waits at the barrier
-    os.close(go_write)  # all go
+    barrier = root / "barrier"
+    barrier.mkdir()
+    go = barrier / "go"
+    script = REPO / "tests" / "same_instant.py"
+    processes = [
+        start_script([script, barrier / f"{n}.ready", go, *FAST, f"seed={n}"], root, merge=True)
+        for n in range(runs)
+    ]
+    deadline = time.time() + 300
+    while len(list(barrier.glob("*.ready"))) < runs:  # every process waits at the barrier
+        assert time.time() < deadline and all(p.poll() is None for p in processes)
+        time.sleep(0.01)
+    go.touch()  # all go
     return processes
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import pathlib
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from convnet.stored_config import UntrustedConfigError, allowed_targets, trusted
 from convnet.train import train
 from convnet.visualize import visualize
 from tests.compose import REPO, TINY_SHAPES, compose_config
+from tests.scripts import run_script
 
 QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
 
@@ -265,16 +264,9 @@ def test_scripts_say_in_one_line_that_the_stored_config_is_not_trusted(
 ) -> None:
     marker = tmp_path / "marker"
     path = tampered(trained, tmp_path, lambda c: put(c, "data.seed", chained_payload(marker)))
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / script),
-            f"ckpt_path={path}",
-            f"hydra.run.dir={tmp_path / 'out'}",
-        ],
+    done = run_script(
+        [REPO / "scripts" / script, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'out'}"],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert done.returncode == 1

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.compose import REPO
+from tests.scripts import run_script
 
 # One epoch of a few batches of digits with the small default model: a job takes ~1 s.
 TINY_DIGITS = [
@@ -30,9 +30,6 @@ def run_sweep(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     def run(*overrides: str) -> subprocess.CompletedProcess:
         # One thread per process: the jobs are tiny and the test machine is shared.
         env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-        command = [sys.executable, str(REPO / "scripts" / "train.py"), "-m", *overrides]
-        return subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-        )
+        return run_script([REPO / "scripts" / "train.py", "-m", *overrides], cwd=tmp_path, env=env)
 
     return run
