@@ -21,7 +21,7 @@ from tests.compose import compose_config
 pytestmark = pytest.mark.slow
 
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.layer_summary=null"]
-SMALL_RUN = ["data.source.num_train=2000", "trainer.max_epochs=3", *QUIET]
+SMALL_RUN = ["data.source.num_train=640", "trainer.max_epochs=3", *QUIET]
 # The smallest shapes run that reliably learns: ~940 steps, ~20 s on 2 CPU cores without
 # the pictures (drawn each epoch, they took 60 s more; tests/callbacks test those).
 LEARNING_RUN = [
@@ -93,7 +93,7 @@ def test_resuming_continues_the_same_run_to_the_same_weights(train_config, tmp_p
     resumed_metrics = train(again)
     a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 93  # 3 epochs of 31 batches
+    assert a["global_step"] == b["global_step"] == 30  # 3 epochs of 10 batches
     # Bit-identical: data order, augmentation and RNG all continue exactly on the CPU.
     for key, value in a["state_dict"].items():
         assert torch.equal(b["state_dict"][key], value), key
