@@ -103,8 +103,9 @@ def _child(args: Sequence[str], cwd: str, env: Mapping[str, str], out: str, err:
 class Script:
     """A started command, with the part of subprocess.Popen's interface the tests use."""
 
-    def __init__(self, args: Sequence[str], cwd: Path, env: Mapping[str, str] | None,
-                 merge: bool) -> None:  # fmt: skip
+    def __init__(
+        self, args: Sequence[str], cwd: Path, env: Mapping[str, str] | None, merge: bool
+    ) -> None:
         self.args = [str(a) for a in args]
         self._folder = Path(tempfile.mkdtemp(prefix="convnet-script-"))
         self._out = self._folder / "stdout"

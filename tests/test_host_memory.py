@@ -4,13 +4,13 @@ The page faults are counted by the kernel (getrusage's ru_minflt), in fresh proc
 since the setting holds for the whole process.
 """
 
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
 from convnet import build as train_module
 from convnet.host_memory import glibc_version
+from tests.scripts import run_script
 
 glibc_only = pytest.mark.skipif(glibc_version() is None, reason="mallopt is glibc's")
 
@@ -31,9 +31,8 @@ PAGES = 30 * 64 * 2**20 // 4096
 
 
 def _faults(mode: str) -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True
-    )
+    done = run_script(["-c", STEPS, mode], cwd=Path.cwd())
+    assert done.returncode == 0, done.stderr[-2000:]
     return int(done.stdout.split()[-1])
 
 

@@ -1,6 +1,5 @@
 """Memory use in TensorBoard: the host RSS the kernel reports, once per epoch."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from convnet.callbacks import MemoryMonitor
 from convnet.callbacks import memory as memory_module
 from convnet.callbacks.memory import host_rss_mib
 from tests.callbacks.conftest import read_events
+from tests.scripts import run_script
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
 
@@ -30,13 +30,12 @@ print(host_rss_mib() - before)
 
 
 @linux_only
-def test_host_rss_is_what_the_kernel_reports_and_grows_with_an_allocation() -> None:
+def test_host_rss_is_what_the_kernel_reports_and_grows_with_an_allocation(tmp_path: Path) -> None:
     assert host_rss_mib() == pytest.approx(_vm_rss_mib(), abs=8)
-    # In a fresh process: this one may hold freed memory that a new block reuses
+    # In a new process: this one may hold freed memory that a new block reuses
     # (convnet.host_memory), so that its RSS does not grow.
-    done = subprocess.run(
-        [sys.executable, "-c", GROWTH], capture_output=True, text=True, check=True
-    )
+    done = run_script(["-c", GROWTH], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert 56 < float(done.stdout.split()[-1]) < 72
 
 
