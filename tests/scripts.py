@@ -5,9 +5,9 @@ torchvision and Lightning before it reads its first argument, and the suite runs
 commands. Here each command is a fork of a multiprocessing forkserver that has imported
 those libraries once: still a process of its own (its own pid, exit status, stdout and
 stderr, signals, working folder and environment), running the script as `__main__` with
-its arguments, as `python` would. What depends on the import itself (the third-party
-warnings it prints, `--help` answering before torch is imported, DDP's own launcher) is
-tested with real subprocesses instead.
+its arguments, as `python` would (and what it starts itself, as DDP's other ranks, are
+plain subprocesses of it). What depends on the import itself (the third-party warnings it
+prints, `--help` answering before torch is imported) is tested with real subprocesses.
 """
 
 from __future__ import annotations

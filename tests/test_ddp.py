@@ -1,20 +1,20 @@
 """Two-process DDP on the CPU (gloo) under Hydra: one run, rank-disjoint shards."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.compose import REPO, TINY_SHAPES
+from tests.scripts import run_script
 
 
 @pytest.mark.slow
 def test_ddp_run_writes_one_run_directory_and_covers_the_data_once(tmp_path: Path) -> None:
+    # Rank 0 is a fork of tests.scripts' forkserver; Lightning starts rank 1 as a subprocess
+    # of it, `python scripts/train.py <the same arguments>`, as it does for a user.
     command = [
-        sys.executable,
-        str(REPO / "scripts" / "train.py"),
+        REPO / "scripts" / "train.py",
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
@@ -23,7 +23,7 @@ def test_ddp_run_writes_one_run_directory_and_covers_the_data_once(tmp_path: Pat
         "callbacks.rich_progress_bar=null",
         *TINY_SHAPES,
     ]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run_script(command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert len(runs) == 1
