@@ -35,6 +35,9 @@ _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)
 
 
+_RUNNER_FILES = {__file__, runpy.__file__, "<frozen runpy>"}
+
+
 def _exit_status(stop: SystemExit) -> int:
     """Return the exit status Python gives a SystemExit (printing a message one carries)."""
     if stop.code is None:
@@ -84,8 +87,12 @@ def _child(args: Sequence[str], cwd: str, env: Mapping[str, str], out: str, err:
         _run_as_main(args)
     except SystemExit as stop:
         status = _exit_status(stop)
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as error:
+        # The traceback Python prints: from the command's own code, not this runner's.
+        frames = error.__traceback__
+        while frames is not None and frames.tb_frame.f_code.co_filename in _RUNNER_FILES:
+            frames = frames.tb_next
+        traceback.print_exception(type(error), error, frames)
         status = 1
     # What the interpreter does at exit: wait for the threads, run the atexit functions.
     for thread in threading.enumerate():
