@@ -276,7 +276,7 @@ def test_runs_started_at_the_same_instant_get_a_folder_each_with_its_own_records
 ) -> None:
     runs = 3
     for process in _start_at_the_same_instant(tmp_path, runs):
-        assert process.wait(timeout=600) == 0
+        assert process.wait(timeout=600) == 0, process.output()[0][-3000:]
     folders = sorted((tmp_path / "outputs" / "train" / "runs").iterdir())
     stamp = "2026-01-02_03-04-05"  # tests/same_instant.py's stopped clock
     assert [f.name for f in folders] == [stamp] + [f"{stamp}_{n}" for n in range(1, runs)]

@@ -168,7 +168,8 @@ class ResumableLoader:
     # Lightning stops a DataLoader's workers when its loop ends (fit, validate, test, and
     # on an interrupt), by shutting down the loader's `_iterator`; forwarding it lets Lightning
     # do the same for the DataLoader inside. Left to the garbage collector, the persistent
-    # iterator (held in a reference cycle) cost 5 s a loader at the end of every run: the
+    # iterator (held in a reference cycle) cost 5 s a loader wherever the collector reached
+    # it, after the run (a three-job sweep in one process: 30.8 against 10.4 s): the
     # collector closes its queues before the iterator's __del__ tells the workers to stop, so
     # they never hear it and torch kills them after its 5 s join timeout.
     @property
