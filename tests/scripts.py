@@ -22,9 +22,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import types
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 # Third-party libraries only: convnet itself is imported by each command, so a command
@@ -111,10 +113,11 @@ class Script:
     """A started command, with the part of subprocess.Popen's interface the tests use."""
 
     def __init__(
-        self, args: Sequence[str], cwd: Path, env: Mapping[str, str] | None, merge: bool
+        self, args: Sequence[str | Path], cwd: Path, env: Mapping[str, str] | None, merge: bool
     ) -> None:
         self.args = [str(a) for a in args]
         self._folder = Path(tempfile.mkdtemp(prefix="convnet-script-"))
+        weakref.finalize(self, shutil.rmtree, self._folder, ignore_errors=True)  # unread output
         self._out = self._folder / "stdout"
         self._err = self._out if merge else self._folder / "stderr"
         self._out.touch()
@@ -127,6 +130,11 @@ class Script:
         self.pid = self._process.pid
         self.returncode: int | None = None
         self._output: tuple[str, str] | None = None
+
+    @property
+    def merged(self) -> bool:
+        """Whether stderr goes to stdout."""
+        return self._err == self._out
 
     def poll(self) -> int | None:
         if self.returncode is None and not self._process.is_alive():
@@ -153,7 +161,7 @@ class Script:
             if self.poll() is None:
                 return output
             self._output = output
-            shutil.rmtree(self._folder)
+            shutil.rmtree(self._folder, ignore_errors=True)
         return self._output
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
@@ -173,7 +181,7 @@ def start_script(
     """Start `python *args` (a script and its arguments, `-m module ...` or `-c code ...`) in
     `cwd`, with `env` (default: this process's environment); `merge` sends stderr to
     stdout, as `stderr=subprocess.STDOUT` does."""
-    return Script([str(a) for a in args], cwd, env, merge)
+    return Script(args, cwd, env, merge)
 
 
 def run_script(
@@ -182,8 +190,29 @@ def run_script(
     env: Mapping[str, str] | None = None,
     timeout: float = 300,
     merge: bool = False,
+    check: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run `python *args` to its end, as subprocess.run(capture_output=True, text=True) does."""
+    """Run `python *args` to its end, as subprocess.run(capture_output=True, text=True) does;
+    with `check`, a non-zero exit raises subprocess.CalledProcessError."""
     script = start_script(args, cwd, env, merge)
     stdout, stderr = script.communicate(timeout)
-    return subprocess.CompletedProcess(script.args, script.returncode, stdout, stderr)  # type: ignore[arg-type]
+    done = subprocess.CompletedProcess(script.args, script.returncode, stdout, stderr)  # type: ignore[arg-type]
+    if check:
+        done.check_returncode()
+    return done
+
+
+def wait_for(
+    condition: Callable[[], bool], *scripts: Script, timeout: float = 600, every: float = 0.01
+) -> None:
+    """Return once `condition()` holds, failing if any of `scripts` ends first or `timeout`
+    seconds pass (with the last output of the script that ended)."""
+    deadline = time.time() + timeout
+    while not condition():
+        for script in scripts:
+            if script.poll() is not None:
+                stdout, stderr = script.output()
+                printed = stdout if script.merged else stdout + stderr
+                raise AssertionError(f"{script.args} ended first:\n{printed[-3000:]}")
+        assert time.time() < deadline, f"not within {timeout} s"
+        time.sleep(every)

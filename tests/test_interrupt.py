@@ -13,7 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.compose import REPO
-from tests.scripts import Script, start_script
+from tests.scripts import Script, start_script, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +45,9 @@ def _last(root: Path) -> Path:
     return _run(root) / "checkpoints" / "last.ckpt"
 
 
-def _wait_for_first_checkpoint(root: Path) -> None:
+def _wait_for_first_checkpoint(root: Path, process: Script) -> None:
     runs = root / "outputs" / "train" / "runs"
-    deadline = time.time() + 600
-    while not list(runs.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: any(runs.glob("*/checkpoints/last.ckpt")), process, every=0.2)
 
 
 def _scalar_steps(root: Path) -> dict[str, list[int]]:
@@ -105,7 +103,7 @@ def test_sigterm_mid_epoch_saves_and_resume_gives_the_uninterrupted_weights(
     tmp_path: Path, uninterrupted: Callable[[], Path]
 ) -> None:
     process = _train(tmp_path)
-    _wait_for_first_checkpoint(tmp_path)
+    _wait_for_first_checkpoint(tmp_path, process)
     time.sleep(0.5)  # into epoch 1
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=600)[0]
@@ -123,12 +121,13 @@ def test_sigkill_mid_epoch_then_resume_logs_each_step_once_with_the_uninterrupte
     tmp_path: Path, uninterrupted: Callable[[], Path]
 ) -> None:
     process = _train(tmp_path)
-    _wait_for_first_checkpoint(tmp_path)
+    _wait_for_first_checkpoint(tmp_path, process)
+
     # Kill once the run has logged steps past its checkpoint: the resumed run logs them again.
-    deadline = time.time() + 600
-    while max(sum(_scalar_steps(tmp_path).values(), [0])) <= STEPS_PER_EPOCH:
-        assert time.time() < deadline and process.poll() is None
-        time.sleep(0.2)
+    def logged_past_the_checkpoint() -> bool:
+        return max(sum(_scalar_steps(tmp_path).values(), [0])) > STEPS_PER_EPOCH
+
+    wait_for(logged_past_the_checkpoint, process, every=0.2)
     process.kill()
     process.wait(timeout=60)
     assert torch.load(_last(tmp_path), weights_only=True)["global_step"] == STEPS_PER_EPOCH

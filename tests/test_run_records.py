@@ -11,7 +11,6 @@ import io
 import logging
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from convnet.runs import run_contents
 from convnet.sweeps.results import FAILED, OK, JobRecorder, read_result
 from convnet.train import train
 from tests.compose import REPO, TINY_SHAPES, train_script
-from tests.scripts import Script, start_script
+from tests.scripts import Script, start_script, wait_for
 
 QUIET = ["callbacks=minimal", "callbacks.rich_progress_bar=null"]
 # Tiny shapes: the records are what these tests read, not what the data teaches.
@@ -262,10 +261,8 @@ def _start_at_the_same_instant(root: Path, runs: int) -> list[Script]:
         start_script([script, barrier / f"{n}.ready", go, *FAST, f"seed={n}"], root, merge=True)
         for n in range(runs)
     ]
-    deadline = time.time() + 300
-    while len(list(barrier.glob("*.ready"))) < runs:  # every process waits at the barrier
-        assert time.time() < deadline and all(p.poll() is None for p in processes)
-        time.sleep(0.01)
+    # Every process waits at the barrier.
+    wait_for(lambda: len(list(barrier.glob("*.ready"))) == runs, *processes, timeout=300)
     go.touch()  # all go
     return processes
 

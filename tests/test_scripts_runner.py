@@ -3,12 +3,11 @@
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.scripts import run_script, start_script
+from tests.scripts import run_script, start_script, wait_for
 
 PROBE = """
 import atexit, os, sys
@@ -58,10 +57,7 @@ def test_a_signal_ends_a_running_command_as_it_ends_a_process(tmp_path: Path) ->
     started = tmp_path / "started"
     code = f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(60)"
     script = start_script(["-c", code], cwd=tmp_path)
-    deadline = time.time() + 60
-    while not started.exists():
-        assert time.time() < deadline and script.poll() is None
-        time.sleep(0.01)
+    wait_for(started.exists, script, timeout=60)
     script.send_signal(signal.SIGTERM)
     assert script.wait(timeout=60) == -signal.SIGTERM
 
@@ -79,3 +75,9 @@ def test_a_scripts_traceback_is_the_one_python_prints(tmp_path: Path) -> None:
     assert forked.returncode == real.returncode == 1
     assert forked.stderr == real.stderr
     assert "boom.py" in real.stderr and "KeyError: 'missing'" in real.stderr
+
+
+def test_waiting_on_a_command_that_ends_first_fails_with_its_output(tmp_path: Path) -> None:
+    script = start_script(["-c", "print('ended early')"], cwd=tmp_path, merge=True)
+    with pytest.raises(AssertionError, match=r"ended first:\nended early\n$"):
+        wait_for(lambda: False, script, timeout=60)

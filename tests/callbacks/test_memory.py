@@ -34,8 +34,7 @@ def test_host_rss_is_what_the_kernel_reports_and_grows_with_an_allocation(tmp_pa
     assert host_rss_mib() == pytest.approx(_vm_rss_mib(), abs=8)
     # In a new process: this one may hold freed memory that a new block reuses
     # (convnet.host_memory), so that its RSS does not grow.
-    done = run_script(["-c", GROWTH], cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_script(["-c", GROWTH], cwd=tmp_path, check=True)
     assert 56 < float(done.stdout.split()[-1]) < 72
 
 
