@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from convnet.data.augment import BatchTransform, CropSource, crop_and_flip, random_crop, random_flip
+from convnet.data.augment import (
+    BatchTransform,
+    CropSource,
+    crop_and_flip,
+    random_crop,
+    random_flip,
+    resize,
+)
 
 
 def _batch(n: int = 16, size: int = 8) -> torch.Tensor:
@@ -162,3 +169,19 @@ def test_normalising_a_channels_last_batch_gives_the_same_values_in_channels_las
         transform.normalise(images.contiguous(memory_format=torch.channels_last)),
         transform.normalise(images),
     )
+
+
+def test_resize_is_antialiased_bilinear_rounded_to_uint8_and_the_same_in_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    images = _batch(10, 12).to(torch.uint8)
+    resized = resize(images, (5, 7))
+    assert resized.dtype == torch.uint8 and resized.shape == (10, 3, 5, 7)
+    reference = torch.nn.functional.interpolate(
+        images.float(), size=(5, 7), mode="bilinear", antialias=True
+    )
+    # torchvision's uint8 path rounds in fixed point: at most one level from the float one.
+    assert (resized.float() - reference).abs().max() <= 1
+    monkeypatch.setattr("convnet.data.augment.RESIZE_CHUNK", 3)
+    assert torch.equal(resize(images, (5, 7)), resized)
+    assert torch.equal(resize(images[4:6], (5, 7)), resized[4:6])  # each image on its own

@@ -174,3 +174,42 @@ def test_a_split_whose_padded_copy_is_too_large_is_cropped_batch_by_batch(
     assert torch.equal(images, module._loaded().train.images.index_select(0, labels))
     cropped, _ = module.on_after_batch_transfer((images, labels), 0)  # cropped here instead
     assert not torch.equal(cropped, module.transform.normalise(images))
+
+
+def test_a_split_of_another_size_is_resized_once_to_the_batches_of_the_per_batch_path() -> None:
+    module = ImageDataModule(
+        _Pictures(), 3, 48, [9, 7], [0.5] * 3, [0.25] * 3, batch_size=8, crop_padding=2, flip=True
+    )
+    module.trainer = _Trainer("cpu")
+    module.trainer.lightning_module = SimpleNamespace(memory_format=torch.channels_last)
+    raw = module._loaded().train.images
+    loader = module.train_dataloader()
+    assert loader.split.images.shape == (48, 3, 9, 7)  # resized once, for every epoch
+    assert module._train_cropped  # and so cropped in one gather from the padded copy
+    assert module.train_dataloader().split is loader.split  # not resized again
+    for number, (crops, labels) in enumerate(loader):
+        module.trainer.fit_loop.epoch_loop.batch_progress.current.ready = number
+        images, _ = module.on_after_batch_transfer((crops, labels), 0)
+        module._train_cropped = False  # the per-batch path: resized, cropped, normalised
+        expected, _ = module.on_after_batch_transfer((raw.index_select(0, labels), labels), 0)
+        module._train_cropped = True
+        assert expected.shape == (8, 3, 9, 7) and torch.equal(images, expected)
+    module.trainer.training = False
+    for images, labels in module.val_dataloader():
+        evaluated, _ = module.on_after_batch_transfer((images, labels), 0)
+        expected, _ = module.on_after_batch_transfer((raw.index_select(0, labels), labels), 0)
+        assert torch.equal(evaluated, expected)
+
+
+def test_a_split_too_large_to_resize_once_is_resized_batch_by_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("convnet.data.datamodule.RESIZED_SPLIT_MAX_BYTES", 48 * 3 * 9 * 7 - 1)
+    module = ImageDataModule(
+        _Pictures(), 3, 48, [9, 7], [0.5] * 3, [0.25] * 3, batch_size=8, crop_padding=2
+    )
+    module.trainer = _Trainer("cpu")
+    images, labels = next(iter(module.train_dataloader()))
+    assert images.shape == (8, 3, 6, 6) and not module._train_cropped
+    cropped, _ = module.on_after_batch_transfer((images, labels), 0)
+    assert cropped.shape == (8, 3, 9, 7)

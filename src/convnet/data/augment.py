@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torchvision.transforms.v2.functional as F
 from torch import Tensor
 
 from convnet import keys
@@ -39,6 +40,25 @@ def crop_and_flip(images: Tensor, padding: int, flip: bool, generator: torch.Gen
 
 # The most a CropSource may hold; a larger training split is cropped batch by batch.
 CROP_SOURCE_MAX_BYTES = 4 * 2**30
+# The most a split resized once may hold; a larger one is resized batch by batch.
+RESIZED_SPLIT_MAX_BYTES = 4 * 2**30
+# Images resized at a time: bounds the float copy torchvision makes off the CPU.
+RESIZE_CHUNK = 4096
+
+
+def resize(images: Tensor, size: Sequence[int]) -> Tensor:
+    """Return uint8 `images` (N, C, H, W) resized to `size` (height, width): bilinear,
+    antialiased, rounded back to uint8, as torchvision's Resize does a uint8 image. Each
+    image's result depends on it alone, so a split resized once and a batch of it resized
+    on its own give the same pixels."""
+    size = list(size)
+    if images.shape[0] <= RESIZE_CHUNK:
+        return F.resize(images, size, antialias=True)
+    out = images.new_empty((images.shape[0], images.shape[1], *size))
+    for start in range(0, images.shape[0], RESIZE_CHUNK):
+        chunk = slice(start, start + RESIZE_CHUNK)
+        out[chunk] = F.resize(images[chunk], size, antialias=True)
+    return out
 
 
 class CropSource:
@@ -154,9 +174,7 @@ class BatchTransform:
     ) -> Tensor:
         """Return the float batch; `generator` (on the batch's device) drives augmentation."""
         if self.image_size is not None and tuple(images.shape[-2:]) != self.image_size:
-            images = torch.nn.functional.interpolate(
-                images.float(), size=self.image_size, mode="bilinear", antialias=True
-            ).clamp_(0, 255)
+            images = resize(images, self.image_size)
         if training and generator is not None:
             images = crop_and_flip(images, self.crop_padding, self.flip, generator)
         return self.normalise(images)
