@@ -143,3 +143,5 @@ def test_vgg_takes_any_size_and_the_build_path_refuses_a_too_small_image(train_c
     assert str(error.value).endswith(
         "Fix: use images of at least [32, 32] (data.image_size) or a network that downsamples less."
     )
+    with pytest.raises(ValueError, match=r"^VGG cannot take image_size=\[8, 8\] with 1 channel: "):
+        build_network(train_config("model=vgg16", "data.image_size=8", "data.in_channels=1"))

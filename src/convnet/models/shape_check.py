@@ -144,8 +144,9 @@ def size_error(
         if smallest is not None
         else f"no image size up to {LARGEST_SIDE} works, so the failure is not about size"
     )
+    channels = f"{in_channels} channel{'s' if in_channels != 1 else ''}"
     return ValueError(
-        f"{model_name} cannot take image_size={list(size)} with {in_channels} channels: the "
+        f"{model_name} cannot take image_size={list(size)} with {channels}: the "
         f"feature map is {at} when it reaches layer '{layer}' ({kind}), where the forward "
         f"pass fails ({reason}). Fix: {fix}."
     )
