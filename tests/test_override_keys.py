@@ -39,6 +39,32 @@ def test_a_key_the_config_does_not_have_is_named(override: str, said: str) -> No
     assert f"  {key}: {said}" in _refusal([override])
 
 
+@pytest.mark.parametrize(
+    ("arguments", "hydras_error", "said"),
+    [
+        (
+            ["model.layers.x=64"],
+            ValueError,
+            "model.layers.x: model.layers is a list: set one of its 6 items by its number "
+            "(model.layers.0=...) or all of it (model.layers=[...])",
+        ),
+        (
+            ["-m", "hydra.sweeper.params.seed=1"],
+            AssertionError,
+            "hydra.sweeper.params.seed: hydra.sweeper.params is empty with Hydra's basic "
+            "sweeper; to sweep seed, give its values with -m: -m seed=a,b",
+        ),
+    ],
+)
+def test_a_key_under_a_list_or_a_null_is_named_where_hydra_raises_a_traceback(
+    arguments: list[str], hydras_error: type[Exception], said: str
+) -> None:
+    # The reference: Hydra's composition fails with OmegaConf's own error, not its message.
+    with pytest.raises(hydras_error):
+        compose_config("train", [arguments[-1]], multirun=arguments[0] == "-m")
+    assert f"  {said}" in _refusal([*arguments, "seed=1"])  # among other overrides
+
+
 def test_every_missing_key_is_named_at_once_with_the_groups_chosen() -> None:
     message = _refusal(["model=resnet20", "optimizer.lrr=0.1", "model.widht_multiplier=2"])
     lines = message.splitlines()

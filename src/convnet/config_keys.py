@@ -3,8 +3,9 @@
 Hydra refuses `optimizer.lrr=0.1` (no such key) with "To append to your config use
 +optimizer.lrr=0.1", which would only hand `lrr` to the optimizer. Here the config is
 composed without each such override in turn, and the section it names is searched for the
-key meant. The commands (convnet.cli.override_keys) and the sweep check (convnet.sweeps.check)
-name such keys so.
+key meant. A key under a list or a null (`model.layers.x=64`), which Hydra lets OmegaConf
+refuse with a traceback, is named the same way. The commands (convnet.cli.override_keys) and
+the sweep check (convnet.sweeps.check) name such keys so.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from convnet.checks import ConfigError
@@ -88,8 +89,51 @@ def missing_keys(
             full_key = cause.full_key if not_a_key else None
             missing.append((override, str(full_key or found.group(1))))
         except Exception:  # an override that does not parse...: Hydra says so when it runs
-            return missing, None
+            # ...except a key under a list or a null, whose OmegaConf error (a ValueError, an
+            # AssertionError) Hydra lets through as a traceback.
+            under = _under_a_value(compose, remaining)
+            if under is None or len(missing) == MAX_KEYS:
+                return missing, None
+            remaining.remove(under[0])
+            missing.append(under)
     return missing, None
+
+
+def _under_a_value(compose: Compose, overrides: Sequence[str]) -> tuple[str, str] | None:
+    """Return (override, its key down to the part that cannot be entered) for the last of
+    `overrides` that sets a key under what is not a section in the config composed without
+    it (`model.layers.x=1`: a list's item by name; anything under a null); None if none does."""
+    for override in reversed(overrides):
+        key = override.split("=", 1)[0].lstrip("+")
+        if "=" not in override or "." not in key or key.startswith("~"):
+            continue
+        try:
+            cfg = compose([other for other in overrides if other is not override])
+        except Exception:  # the others do not compose either: not this one's doing alone
+            continue
+        blocked = _blocked_at(cfg, key.split("."))
+        if blocked is not None:
+            return override, blocked
+    return None
+
+
+def _blocked_at(cfg: DictConfig, parts: Sequence[str]) -> str | None:
+    """Return the dotted key of `parts` down to the first part that cannot be entered (one
+    under a value that is not a section, or a list's item by name), None if all can be."""
+    node: object = cfg
+    for depth, part in enumerate(parts):
+        if isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)] if depth < len(parts) - 1 else None
+        elif isinstance(node, DictConfig):
+            if part not in node:  # a key that is not there: Hydra names it (missing_keys)
+                return None
+            try:
+                node = node[part] if depth < len(parts) - 1 else None
+            except Exception:  # an interpolation that resolves only in a run
+                return None
+        else:
+            return ".".join(parts[: depth + 1])
+    return None
 
 
 def _problem(override: str, missing: str, cfg: DictConfig) -> str:
@@ -101,8 +145,19 @@ def _problem(override: str, missing: str, cfg: DictConfig) -> str:
     section, _, name = missing.rpartition(".")
     node = OmegaConf.select(cfg, section) if section else cfg
     where = section or f"the {OmegaConf.select(cfg, 'hydra.job.config_name')} config"
+    if isinstance(node, ListConfig):
+        return (
+            f"{key}: {where} is a list: set one of its {len(node)} items by its number "
+            f"({section}.0=...) or all of it ({section}=[...])"
+        )
+    if node is None and section == "hydra.sweeper.params":
+        return (
+            f"{key}: {section} is empty with Hydra's basic sweeper; to sweep {name}, give "
+            f"its values with -m: -m {name}=a,b"
+        )
     if not isinstance(node, DictConfig):
-        return f"{key}: {where} is not a section with keys"
+        nothing = " (null)" if node is None else ""
+        return f"{key}: {where} is not a section with keys{nothing}"
     hidden = ("hydra",) if not section else ()  # Hydra's own section: `--hydra-help`
     keys = [str(e) for e in node if not str(e).startswith("_") and str(e) not in hidden]
     if not keys:  # a section the command fills in, e.g. eval's data (merged into the stored)
