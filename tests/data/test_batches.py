@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from convnet.checks import ConfigError
 from convnet.data import ImageDataModule
 from convnet.data.batches import EpochBatchSampler, ResumableLoader, TensorBatches
 from convnet.data.splits import Splits, TensorSplit
@@ -213,3 +214,9 @@ def test_a_split_too_large_to_resize_once_is_resized_batch_by_batch(
     assert images.shape == (8, 3, 6, 6) and not module._train_cropped
     cropped, _ = module.on_after_batch_transfer((images, labels), 0)
     assert cropped.shape == (8, 3, 9, 7)
+
+
+@pytest.mark.parametrize(("mean", "said"), [([0.5], "1 value"), ([0.5, 0.5], "2 values")])
+def test_a_mean_per_channel_is_asked_for_before_anything_loads(mean, said) -> None:
+    with pytest.raises(ConfigError, match=f"^data.mean has {said} but data.in_channels=3; "):
+        ImageDataModule(_Pictures(), 3, 48, [6, 6], mean, [0.25] * 3)

@@ -81,7 +81,8 @@ class ImageDataModule(L.LightningDataModule):
         image_size = to_pair(image_size, keys.IMAGE_SIZE)
         if len(mean) != in_channels:
             raise ConfigError(
-                f"data.mean has {len(mean)} values but data.in_channels={in_channels}; "
+                f"data.mean has {len(mean)} value{'s' if len(mean) != 1 else ''} but "
+                f"data.in_channels={in_channels}; "
                 "give one mean and one std per channel"
             )
         num_workers = non_negative_int(num_workers, keys.NUM_WORKERS)
