@@ -271,3 +271,20 @@ def test_a_config_mistake_is_one_message_without_a_traceback(tmp_path: Path) -> 
     assert result.returncode == 1
     assert "ConfigError: invalid config:\n  optimizer.lr=-1 is not allowed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_runs_folder_given_as_a_checkpoint_is_answered_with_its_checkpoints(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file, and holds no"):
+        read_checkpoint(run)
+    for name in ("last.ckpt", "epoch002-acc0.9100.ckpt"):
+        torch.save({"state_dict": {}}, run / "checkpoints" / name)
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(run)
+    assert str(refused.value) == (
+        f"checkpoint {run} is a folder, not a checkpoint file: give one of its checkpoints: "
+        f"{run}/checkpoints/epoch002-acc0.9100.ckpt, {run}/checkpoints/last.ckpt"
+    )

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from convnet.resume import Resume, continued_run, resumed_run
+from convnet.checks import ConfigError
+from convnet.resume import Resume, checkpoint_file, continued_run, resumed_run
 from convnet.train import train
 from tests.compose import REPO
 
@@ -123,3 +124,22 @@ def test_the_import_graph_has_no_cycles() -> None:
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+def test_a_ckpt_path_that_is_no_file_is_refused_naming_the_checkpoints_of_a_folder(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"ckpt_path=.*gone\.ckpt: no such checkpoint file"):
+        checkpoint_file(str(tmp_path / "gone.ckpt"), tmp_path / "new")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ConfigError) as refused:
+        checkpoint_file(str(run), tmp_path / "new")
+    assert str(refused.value) == (
+        f"ckpt_path={run} is a folder, not a checkpoint file: give one of its checkpoints: "
+        f"{run}/checkpoints/last.ckpt"
+    )
+    assert checkpoint_file(str(run / "checkpoints" / "last.ckpt"), tmp_path / "new") == (
+        run / "checkpoints" / "last.ckpt"
+    )

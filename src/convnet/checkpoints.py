@@ -101,9 +101,22 @@ def _disk_full_message(target: Path) -> str:
     )
 
 
+def folder_not_file(folder: Path) -> str:
+    """Return `is a folder, not a checkpoint file: give one of its checkpoints: ...` for a
+    folder given where a checkpoint file goes (a run's folder, most often)."""
+    found = sorted([*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt")])
+    if not found:
+        return "is a folder, not a checkpoint file, and holds no .ckpt (nor does its checkpoints/)"
+    more = f" (and {len(found) - 4} more)" if len(found) > 4 else ""
+    listed = ", ".join(str(f) for f in found[:4])
+    return f"is a folder, not a checkpoint file: give one of its checkpoints: {listed}{more}"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Return a checkpoint's contents, read with weights_only=True (no pickled objects run)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} {folder_not_file(path)}")
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path}: no such file. Checkpoints are in outputs/train/runs/<run>/"

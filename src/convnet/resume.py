@@ -115,6 +115,10 @@ def checkpoint_file(ckpt_path: str | None, run_dir: Path) -> Path | None:
         if not path.is_file():
             newest_resumable_run(run_dir.parent)  # names the runs folder and the fix
         return path
+    if Path(ckpt_path).is_dir():
+        from convnet.checkpoints import folder_not_file  # torch: only on this error's path
+
+        raise ConfigError(f"ckpt_path={ckpt_path} {folder_not_file(Path(ckpt_path))}")
     if not Path(ckpt_path).is_file():
         raise ConfigError(
             f"ckpt_path={ckpt_path}: no such checkpoint file. Give the path of a .ckpt file, "
