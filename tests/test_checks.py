@@ -149,3 +149,27 @@ def test_fold_and_schedule_keys_are_refused_with_the_vocabularys_words() -> None
         one_cycle(None, 10, pct_start=1.5)
     with pytest.raises(ConfigError, match=r"scheduler\.anneal_strategy='cosine'.*cos, linear"):
         one_cycle(None, 10, anneal_strategy="cosine")
+
+
+def test_an_output_that_exists_is_kept_unless_overwrite_is_true(tmp_path) -> None:
+    output = tmp_path / "predictions.csv"
+    checks.keep_existing([output], "output", output, False)  # nothing there yet
+    output.write_text("mine")
+    with pytest.raises(ConfigError) as refused:
+        checks.keep_existing([output], "output", output, False)
+    assert str(refused.value) == (
+        f"output={output} exists already: give another output, or overwrite=true to replace it"
+    )
+    checks.keep_existing([output], "output", output, True)
+    with pytest.raises(ConfigError, match=r"^overwrite='yes' is not allowed: use true or false"):
+        checks.keep_existing([output], "output", output, "yes")
+    pictures = [tmp_path / "pictures" / f"{n}.png" for n in range(6)]
+    pictures[0].parent.mkdir()
+    for picture in pictures[1:]:
+        picture.write_bytes(b"")
+    with pytest.raises(ConfigError) as refused:
+        checks.keep_existing(pictures, "output_dir", tmp_path / "pictures", False)
+    assert str(refused.value) == (
+        f"output_dir={tmp_path / 'pictures'} holds 5 files already (1.png, 2.png, 3.png, "
+        "4.png, and 1 more): give another output_dir, or overwrite=true to replace them"
+    )

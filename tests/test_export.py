@@ -137,3 +137,20 @@ def test_a_broken_export_names_the_file_and_the_problem(
 def test_an_unknown_format_lists_the_formats(checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"format='tflite'.*onnx, safetensors"):
         _export(checkpoint, tmp_path, "format=tflite")
+
+
+def test_an_earlier_export_in_the_output_dir_is_kept_unless_overwrite_is_true(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"an earlier export")
+    cfg = compose_config("export", ["ckpt_path=nowhere.ckpt", f"output_dir={folder}"], tmp_path)
+    with pytest.raises(ConfigError, match=r"holds 1 file already \(model\.onnx\)"):
+        export(cfg)  # before the checkpoint (here none) is read
+    assert (folder / "model.onnx").read_bytes() == b"an earlier export"
+    _export(checkpoint, tmp_path, f"output_dir={folder}", "format=safetensors", "check_images=0")
+    (written,) = _export(
+        checkpoint, tmp_path, f"output_dir={folder}", "overwrite=true", "check_images=0"
+    ).files
+    assert written == folder / "model.onnx" and written.read_bytes() != b"an earlier export"

@@ -195,3 +195,15 @@ def test_training_from_python_names_a_missing_key_before_making_a_folder(tmp_pat
     ):
         api.train(["optimizer.lrr=0.1", f"paths.root_dir={tmp_path}"])
     assert not (tmp_path / "outputs").exists()
+
+
+def test_an_output_file_that_exists_is_kept_unless_overwrite_is_true(
+    run: api.TrainResult, val_folder: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "mine.csv"
+    output.write_text("my notes\n")
+    with pytest.raises(ConfigError, match=r"output=.*mine\.csv exists already"):
+        _predict(run, tmp_path, f"inputs={val_folder}", f"output={output}")
+    assert output.read_text() == "my notes\n"
+    _predict(run, tmp_path, f"inputs={val_folder}", f"output={output}", "overwrite=true")
+    assert output.read_text().startswith("path,class_1,probability_1,")

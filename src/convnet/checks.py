@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -98,6 +99,27 @@ def boolean(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise refuse(key, value, "true or false")
     return value
+
+
+def keep_existing(paths: Sequence[Path], key: str, value: Any, overwrite: Any) -> None:
+    """Raise ConfigError when any of `paths`, the files a command is about to write at the
+    user's `key=value` (an output folder or file), exists already and `overwrite` is not
+    true: a command replaces nothing a user has unless told to."""
+    if boolean(overwrite, "overwrite"):
+        return
+    existing = [path for path in paths if path.exists()]
+    if not existing:
+        return
+    fix = f"give another {key}, or overwrite=true to replace"
+    if existing == [Path(value)]:  # the output file itself
+        raise ConfigError(f"{key}={value} exists already: {fix} it")
+    named = [str(path.relative_to(value)) for path in existing[:4]]
+    more = f", and {len(existing) - 4} more" if len(existing) > 4 else ""
+    files = f"{len(existing)} file{'s' if len(existing) > 1 else ''}"
+    raise ConfigError(
+        f"{key}={value} holds {files} already ({', '.join(named)}{more}): "
+        f"{fix} {'them' if len(existing) > 1 else 'it'}"
+    )
 
 
 def to_pair(value: Any, key: str, minimum: int = 1) -> tuple[int, int]:

@@ -33,14 +33,21 @@ from torch import Tensor
 
 from convnet.build import build_model
 from convnet.checkpoints import CheckpointError, check_compatible
-from convnet.checks import ConfigError, choose, non_negative_int, positive_number
+from convnet.checks import (
+    ConfigError,
+    choose,
+    keep_existing,
+    non_negative_int,
+    positive_number,
+)
 from convnet.console import show
 from convnet.inference import LoadedModel, check_classes, load_checkpoint_model, ready
 from convnet.stored_config import trusted_run_config
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "safetensors")
+# The files each format writes into output_dir.
+FORMATS = {"onnx": ("model.onnx",), "safetensors": ("model.safetensors", "model.json")}
 # The JSON of a safetensors export: its "format" and the newest "version" this code reads.
 EXPORT_FORMAT = "convnet-safetensors"
 EXPORT_VERSION = 1
@@ -73,10 +80,14 @@ class ExportResult:
 
 def export(cfg: DictConfig) -> ExportResult:
     """Write `cfg.ckpt_path`'s network as `cfg.format` into `cfg.output_dir`, checked."""
-    choose(dict.fromkeys(FORMATS), "format", cfg.format)
+    files = choose(FORMATS, "format", cfg.format)
+    folder = Path(cfg.output_dir)
+    # Before the checkpoint is read: an earlier export there is the user's.
+    keep_existing(
+        [folder / name for name in files], "output_dir", folder, cfg.get("overwrite", False)
+    )
     loaded = load_checkpoint_model(cfg.ckpt_path, cfg.get("data"), device="cpu")
     inputs = check_inputs(loaded, non_negative_int(cfg.check_images, "check_images"))
-    folder = Path(cfg.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     if cfg.format == "onnx":
         tolerance = positive_number(cfg.tolerance, "tolerance")
@@ -129,7 +140,7 @@ def export_onnx(
     onnxruntime = optional_module("onnxruntime", "checking an ONNX export")
     for needed in ("onnx", "onnxscript"):
         optional_module(needed, "ONNX export (torch.onnx's exporter)")
-    path = folder / "model.onnx"
+    (path,) = (folder / name for name in FORMATS["onnx"])
     network = loaded.network
     example = torch.zeros(TRACE_BATCH, *inputs["random"].shape[1:])
     # torch.export's exporter (dynamo): the batch dimension is symbolic in the graph.
@@ -176,7 +187,7 @@ def export_safetensors(
     as model.json; return them, checked to rebuild a network with identical logits on each
     of `inputs` (ExportError else)."""
     safetensors_torch = optional_module("safetensors.torch", "a safetensors export")
-    weights, record_path = folder / "model.safetensors", folder / "model.json"
+    weights, record_path = (folder / name for name in FORMATS["safetensors"])
     state = {key: value.detach().contiguous() for key, value in loaded.network.state_dict().items()}
     safetensors_torch.save_file(state, str(weights), metadata={"format": EXPORT_FORMAT})
     record_path.write_text(json.dumps(export_record(loaded, weights.name), indent=2) + "\n")

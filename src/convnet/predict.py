@@ -25,7 +25,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from convnet.api import load
 from convnet.build import precision_for
-from convnet.checks import ConfigError, choose, non_negative_int, positive_int
+from convnet.checks import ConfigError, choose, keep_existing, non_negative_int, positive_int
 from convnet.console import show
 from convnet.inference import LoadedModel
 
@@ -54,6 +54,7 @@ def predict(cfg: DictConfig) -> list[Prediction]:
     """Classify `cfg.inputs` (image files and folders) with `cfg.ckpt_path` (a checkpoint,
     or a safetensors export's model.json); show the top-k table, write the CSV to
     `cfg.output`, and return one Prediction per input file."""
+    keep_existing([Path(cfg.output)], "output", cfg.output, cfg.get("overwrite", False))
     loaded = load(cfg.ckpt_path, cfg.get("data"), device=cfg.get("device", "auto"))
     loaded.transform.check_takes_files()
     top_k = min(positive_int(cfg.top_k, "top_k"), len(loaded.classes))

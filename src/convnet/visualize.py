@@ -14,6 +14,7 @@ from convnet.callbacks.mistakes import Mistakes
 from convnet.callbacks.render import save_png
 from convnet.callbacks.state import left_as_found
 from convnet.checkpoints import check_compatible
+from convnet.checks import keep_existing
 from convnet.config import ConfigError
 from convnet.console import per_class_table, show
 from convnet.evaluate import load_checkpoint, run_config
@@ -50,6 +51,10 @@ def visualize(cfg: DictConfig) -> list[Path]:
     The model and data are rebuilt from the config stored in the checkpoint (`+data.*`
     keys of cfg override its data); `cfg.image` replaces the fixed validation images.
     """
+    folder = Path(cfg.output_dir)
+    # Pictures already there are the user's (of another checkpoint, perhaps).
+    earlier = sorted(folder.rglob("*.png")) if folder.is_dir() else []
+    keep_existing(earlier, "output_dir", folder, cfg.get("overwrite", False))
     checkpoint = load_checkpoint(cfg.ckpt_path)
     run = run_config(checkpoint, cfg.get("data"), cfg.ckpt_path)
     datamodule = instantiate(run.data)
@@ -63,7 +68,6 @@ def visualize(cfg: DictConfig) -> list[Path]:
     context = PictureContext(network, datamodule, device, image=image)
     if image is not None:
         context.samples(0, 0)  # read now: a file that is no image fails before any picture
-    folder = Path(cfg.output_dir)
     written = []
     for key, callback in picture_callbacks(cfg.get("callbacks")).items():
         with left_as_found(network):

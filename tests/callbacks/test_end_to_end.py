@@ -13,6 +13,7 @@ from rich.console import Console
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from convnet.benchmarks import VISUAL_CALLBACKS, callbacks_overhead
+from convnet.checks import ConfigError
 from convnet.train import train
 from convnet.visualize import visualize
 from tests.callbacks.conftest import logged_images, read_events
@@ -168,3 +169,16 @@ def test_the_benchmark_times_both_arms_and_each_callback(tmp_path) -> None:
     text = console.export_text()
     assert "without" in text and "FilterResponse" in text and "all pictures" in text
     assert {p.name for p in tmp_path.iterdir()} == {"without-0", "with-0"}
+
+
+def test_visualize_keeps_the_pictures_an_output_dir_holds_unless_overwrite_is_true(
+    runs, tmp_path
+) -> None:
+    checkpoint = runs["with"] / "checkpoints/last.ckpt"
+    folder = tmp_path / "pictures"
+    (folder / "stage1").mkdir(parents=True)
+    (folder / "stage1" / "filters.png").write_bytes(b"another checkpoint's filters")
+    overrides = [f"ckpt_path={checkpoint}", f"output_dir={folder}", "callbacks=none"]
+    with pytest.raises(ConfigError, match=r"holds 1 file already \(stage1/filters\.png\)"):
+        visualize(compose_config("visualize", overrides, tmp_path))
+    assert (folder / "stage1" / "filters.png").read_bytes() == b"another checkpoint's filters"
