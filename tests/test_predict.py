@@ -207,3 +207,5 @@ def test_an_output_file_that_exists_is_kept_unless_overwrite_is_true(
     assert output.read_text() == "my notes\n"
     _predict(run, tmp_path, f"inputs={val_folder}", f"output={output}", "overwrite=true")
     assert output.read_text().startswith("path,class_1,probability_1,")
+    with pytest.raises(ConfigError, match=r"output=.* is a folder: give the CSV file to write"):
+        _predict(run, tmp_path, f"inputs={val_folder}", f"output={tmp_path}", "overwrite=true")

@@ -54,6 +54,11 @@ def predict(cfg: DictConfig) -> list[Prediction]:
     """Classify `cfg.inputs` (image files and folders) with `cfg.ckpt_path` (a checkpoint,
     or a safetensors export's model.json); show the top-k table, write the CSV to
     `cfg.output`, and return one Prediction per input file."""
+    if Path(cfg.output).is_dir():
+        raise ConfigError(
+            f"output={cfg.output} is a folder: give the CSV file to write, e.g. "
+            f"output={Path(cfg.output) / 'predictions.csv'}"
+        )
     keep_existing([Path(cfg.output)], "output", cfg.output, cfg.get("overwrite", False))
     loaded = load(cfg.ckpt_path, cfg.get("data"), device=cfg.get("device", "auto"))
     loaded.transform.check_takes_files()
