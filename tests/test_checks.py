@@ -173,3 +173,15 @@ def test_an_output_that_exists_is_kept_unless_overwrite_is_true(tmp_path) -> Non
         f"output_dir={tmp_path / 'pictures'} holds 5 files already (1.png, 2.png, 3.png, "
         "4.png, and 1 more): give another output_dir, or overwrite=true to replace them"
     )
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path) -> None:
+    assert checks.output_folder(tmp_path / "new", "output_dir") == tmp_path / "new"
+    assert checks.output_folder(str(tmp_path), "output_dir") == tmp_path
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError) as refused:
+        checks.output_folder(tmp_path / "notes.txt", "output_dir")
+    assert str(refused.value) == (
+        f"output_dir={tmp_path / 'notes.txt'} is a file, not a folder: give the folder to "
+        "write into"
+    )

@@ -101,6 +101,14 @@ def boolean(value: Any, key: str) -> bool:
     return value
 
 
+def output_folder(value: Any, key: str) -> Path:
+    """Return `value` as the folder a command writes into, refusing a path that is a file."""
+    folder = Path(str(value))
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{key}={value} is a file, not a folder: give the folder to write into")
+    return folder
+
+
 def keep_existing(paths: Sequence[Path], key: str, value: Any, overwrite: Any) -> None:
     """Raise ConfigError when any of `paths`, the files a command is about to write at the
     user's `key=value` (an output folder or file), exists already and `overwrite` is not

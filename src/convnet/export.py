@@ -38,6 +38,7 @@ from convnet.checks import (
     choose,
     keep_existing,
     non_negative_int,
+    output_folder,
     positive_number,
 )
 from convnet.console import show
@@ -81,7 +82,7 @@ class ExportResult:
 def export(cfg: DictConfig) -> ExportResult:
     """Write `cfg.ckpt_path`'s network as `cfg.format` into `cfg.output_dir`, checked."""
     files = choose(FORMATS, "format", cfg.format)
-    folder = Path(cfg.output_dir)
+    folder = output_folder(cfg.output_dir, "output_dir")
     # Before the checkpoint is read: an earlier export there is the user's.
     keep_existing(
         [folder / name for name in files], "output_dir", folder, cfg.get("overwrite", False)

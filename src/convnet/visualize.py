@@ -14,7 +14,7 @@ from convnet.callbacks.mistakes import Mistakes
 from convnet.callbacks.render import save_png
 from convnet.callbacks.state import left_as_found
 from convnet.checkpoints import check_compatible
-from convnet.checks import keep_existing
+from convnet.checks import keep_existing, output_folder
 from convnet.config import ConfigError
 from convnet.console import per_class_table, show
 from convnet.evaluate import load_checkpoint, run_config
@@ -51,7 +51,7 @@ def visualize(cfg: DictConfig) -> list[Path]:
     The model and data are rebuilt from the config stored in the checkpoint (`+data.*`
     keys of cfg override its data); `cfg.image` replaces the fixed validation images.
     """
-    folder = Path(cfg.output_dir)
+    folder = output_folder(cfg.output_dir, "output_dir")
     # Pictures already there are the user's (of another checkpoint, perhaps).
     earlier = sorted(folder.rglob("*.png")) if folder.is_dir() else []
     keep_existing(earlier, "output_dir", folder, cfg.get("overwrite", False))
