@@ -241,3 +241,28 @@ def test_train_script_into_a_folder_holding_another_run_writes_nothing_there(
     assert f"RunFolderError: hydra.run.dir={mine} already holds another run" in done.stderr
     assert "Traceback" not in done.stderr
     assert _snapshot(mine) == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["paths.log_dir={file}"], "hydra.run.dir={file}/train/runs/"),
+        (["hydra.run.dir={file}/run"], "hydra.run.dir={file}/run cannot be made: "),
+        (["-m", "seed=1,2", "hydra.sweep.dir={file}"], "hydra.sweep.dir={file} cannot be made: "),
+    ],
+)
+def test_a_run_whose_folder_would_go_where_a_file_is_stops_naming_the_file(
+    tmp_path: Path, overrides: list[str], refused: str
+) -> None:
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    done = train_script(tmp_path, *(o.format(file=file) for o in overrides), "debug=fast")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"RunFolderError: {refused.format(file=file)}")
+    key = refused.split("=")[0]
+    assert last.endswith(
+        f"{file} is a file, not a folder. Nothing was written. Give {key} (or paths.log_dir, "
+        "where the outputs go) a folder."
+    )
+    assert "Traceback" not in done.stderr and file.read_text() == "mine"

@@ -220,6 +220,19 @@ def check_run_folders(config: DictConfig) -> None:
         )
 
 
+def refuse_a_file_in_the_way(folder: Path, key: str) -> None:
+    """Raise RunFolderError when `folder` (given by config `key`, or made from paths.log_dir)
+    or one of the folders above it is a file: it could not be made."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if path.is_dir():
+                return
+            raise RunFolderError(
+                f"{key}={folder} cannot be made: {path} is a file, not a folder. Nothing was "
+                f"written. Give {key} (or paths.log_dir, where the outputs go) a folder."
+            )
+
+
 def begin_run(config: DictConfig) -> Path:
     """Check the folders of the single run `config` (see check_run_folders), claim its
     folder (see claim_run_folder) and return it; a training run's records are held back
@@ -229,6 +242,7 @@ def begin_run(config: DictConfig) -> Path:
     changes as holding the records needs (hydra.output_subdir).
     """
     folder = _as_in_the_run(config)[1]
+    refuse_a_file_in_the_way(folder.absolute(), "hydra.run.dir")
     existed = folder.is_dir()
     check_run_folders(config)
     claimed = claim_run_folder(folder, existed)
@@ -267,6 +281,8 @@ def begin_sweep(config: DictConfig) -> None:
     """Give a sweep a folder of its own before Hydra writes anything: a fresh time-named
     folder is claimed (see claim_sweep_folder), a folder given by name is checked (see
     check_sweep_folder); a sweep that continues its folder's sweep keeps it."""
+    HydraConfig.instance().set_config(config)
+    refuse_a_file_in_the_way(Path(str(config.hydra.sweep.dir)).absolute(), "hydra.sweep.dir")
     if _continues_a_sweep(config) or claim_sweep_folder(config) is None:
         check_sweep_folder(config)
 
