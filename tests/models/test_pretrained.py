@@ -104,6 +104,21 @@ def test_a_missing_file_fails_before_training(train_config, tmp_path: Path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_folder_given_as_the_weights_names_the_weight_files_in_it(tmp_path: Path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    with pytest.raises(PretrainedError, match=r"weights is a folder, not a state_dict file$"):
+        build_model(compose_config("train", [f"model.pretrained={folder}"], tmp_path).model)
+    (folder / "resnet18-f37072fd.pth").write_bytes(b"")
+    (folder / "notes.txt").write_text("")
+    with pytest.raises(PretrainedError) as refused:
+        build_model(compose_config("train", [f"model.pretrained={folder}"], tmp_path).model)
+    assert str(refused.value) == (
+        f"model.pretrained={folder} is a folder, not a state_dict file: give one of its files "
+        "(resnet18-f37072fd.pth)"
+    )
+
+
 @pytest.mark.parametrize("content", [b"", b"not a torch file", "half"])
 def test_a_truncated_or_foreign_file_fails_naming_it(torchvision_resnet18, tmp_path, content):
     path = tmp_path / "weights.pth"

@@ -61,6 +61,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{KEY}={path!r} is not allowed: give the path of a state_dict file, or null."
         )
     file = Path(path).expanduser()
+    if file.is_dir():
+        found = sorted(f.name for f in file.iterdir() if f.suffix in (".pth", ".pt", ".ckpt"))
+        inside = f": give one of its files ({', '.join(found[:4])})" if found else ""
+        raise PretrainedError(f"{KEY}={path} is a folder, not a state_dict file{inside}")
     if not file.is_file():
         raise PretrainedError(
             f"{KEY}={path}: no such file. Give the path of a state_dict file (torchvision "
