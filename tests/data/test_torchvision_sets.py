@@ -14,6 +14,7 @@ import pytest
 import torch
 import torchvision
 
+from convnet.checks import ConfigError
 from convnet.data.splits import TensorSplit
 from convnet.data.torchvision_sets import CorruptArchiveError, TorchvisionSource
 
@@ -290,3 +291,10 @@ def test_a_damaged_cifar_archive_is_named_as_failing_its_checksum(
     assert "Delete it" in message
     assert "put the archive" not in message and "offline" not in message
     assert cifar_archive.read_bytes() == before  # left for the user to delete
+
+
+def test_a_root_that_is_a_file_is_refused_before_any_download(tmp_path) -> None:
+    (tmp_path / "data").write_text("notes")
+    with pytest.raises(ConfigError, match=r"^data\.source\.root=.*data is a file, not a folder"):
+        TorchvisionSource("cifar10", tmp_path / "data", download=True)
+    assert (tmp_path / "data").read_text() == "notes"

@@ -14,6 +14,7 @@ import torch
 from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
+from convnet.checks import output_folder
 from convnet.data.splits import Splits, TensorSplit, check_val_fraction, stratified_split
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class TorchvisionSource:
                 "for a folder of images use convnet.data.folder.ImageFolderSource"
             )
         self.name = name
-        self.root = Path(root).expanduser()
+        self.root = output_folder(Path(root).expanduser(), "data.source.root")
         self.download = download
         self.val_fraction = check_val_fraction(val_fraction)
         self.split_seed = split_seed
