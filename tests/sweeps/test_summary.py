@@ -146,3 +146,27 @@ def test_a_job_folders_yaml_is_read_as_written_and_never_resolved(
     shown = {job.name: job.overrides for job in summary.jobs}
     assert shown["1"] == {"optimizer.lr": "${oc.env:CONVNET_SECRET}"}
     assert summary.direction == "maximize"  # guessed from the metric, not the file
+
+
+@pytest.mark.parametrize(
+    ("values", "integer_ticks"), [(["0", "1", "3"], True), (["0.5", "1", "3"], False)]
+)
+def test_an_integer_parameters_panel_has_ticks_at_integers_only(values, integer_ticks) -> None:
+    from matplotlib.figure import Figure
+
+    from convnet.sweeps.plot import _panel
+    from convnet.sweeps.summary import Job, Setting, SweepSummary
+
+    jobs = [
+        Job(str(i), Path(str(i)), {"seed": value}, JobResult(OK, "val/acc", 0.5 + i / 10))
+        for i, value in enumerate(values)
+    ]
+    summary = SweepSummary(Path("sweep"), "val/acc", "maximize", ["seed"], [], {}, [])
+    summary.settings = [Setting({"seed": job.overrides["seed"]}, [job]) for job in jobs]
+    figure = Figure()
+    axes = figure.add_subplot()
+    _panel(axes, "seed", summary, None)
+    figure.canvas.draw()  # the locator places the ticks
+    low, high = axes.get_xlim()
+    ticks = [tick for tick in axes.get_xticks() if low <= tick <= high]
+    assert all(float(tick).is_integer() for tick in ticks) is integer_ticks

@@ -35,6 +35,11 @@ def _panel(axes: Axes, key: str, summary: SweepSummary, best: Job | None) -> Non
         finite = [n for n in numbers if math.isfinite(n)]
         if finite and min(finite) > 0 and max(finite) / min(finite) >= 20:
             axes.set_xscale("log")
+        elif all(label.lstrip("+-").isdigit() for label in labels):
+            # Integers (seed, epochs, widths): no ticks between them.
+            from matplotlib.ticker import MaxNLocator
+
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     scored = [
         (x, job.value) for x, job in zip(positions, jobs, strict=True) if job.value is not None
     ]
