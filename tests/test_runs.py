@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
+from convnet import api
 from convnet.runs import (
     NoRunToResumeError,
     RunFolderError,
@@ -266,3 +267,20 @@ def test_a_run_whose_folder_would_go_where_a_file_is_stops_naming_the_file(
         "where the outputs go) a folder."
     )
     assert "Traceback" not in done.stderr and file.read_text() == "mine"
+
+
+def test_the_python_apis_run_dir_holding_another_run_is_refused_unless_it_is_resumed(
+    tmp_path: Path,
+) -> None:
+    mine = _finished_run(tmp_path / "mine")
+    before = _snapshot(mine)
+    with pytest.raises(RunFolderError) as refused:
+        api.compose_run(["debug=fast"], run_dir=mine)
+    assert str(refused.value).startswith(f"run_dir={mine} already holds another run (")
+    assert "continue that run with ckpt_path=last and the same run_dir" in str(refused.value)
+    assert _snapshot(mine) == before
+    resumed = api.compose_run(["debug=fast", "ckpt_path=last"], run_dir=mine)
+    assert resumed.paths.output_dir == str(mine)
+    assert api.compose_run(["debug=fast"], run_dir=tmp_path / "new").paths.output_dir == str(
+        tmp_path / "new"
+    )

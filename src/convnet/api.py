@@ -30,7 +30,8 @@ from convnet.config_keys import compose_or_explain
 from convnet.export import load_export
 from convnet.inference import EvalTransform, LoadedModel, load_checkpoint_model
 from convnet.models.zoo import create_model, model_names
-from convnet.runs import CHECKPOINTS, LAST_CHECKPOINT, fresh_run_dir
+from convnet.resume import resumed_run
+from convnet.runs import CHECKPOINTS, LAST_CHECKPOINT, check_run_folder, fresh_run_dir
 
 __all__ = [
     "EvalTransform",
@@ -59,11 +60,19 @@ class TrainResult:
 
 def compose_run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> DictConfig:
     """Return the train config `python scripts/train.py <overrides>` runs, in run folder
-    `run_dir` (made here; default: a fresh one under outputs/train/runs, as the script's)."""
+    `run_dir` (made here; default: a fresh one under outputs/train/runs, as the script's).
+    A `run_dir` that holds another run is refused (RunFolderError), as the script refuses
+    it, unless the overrides resume that run (ckpt_path=last or one of its checkpoints)."""
     overrides = list(overrides)
     # A key the config does not have is named (with the one meant) before a folder is made.
     cfg = compose_or_explain("train", overrides)
-    folder = Path(run_dir) if run_dir is not None else _fresh_run_folder(cfg)
+    if run_dir is None:
+        folder = _fresh_run_folder(cfg)
+    else:
+        folder = Path(run_dir).absolute()
+        ckpt_path = cfg.get("ckpt_path")
+        resumed = resumed_run(ckpt_path and str(ckpt_path), folder)
+        check_run_folder(folder, "run_dir", ckpt_path, resumed)
     return compose_config("train", overrides, output_dir=folder.absolute())
 
 
