@@ -284,3 +284,6 @@ def test_the_python_apis_run_dir_holding_another_run_is_refused_unless_it_is_res
     assert api.compose_run(["debug=fast"], run_dir=tmp_path / "new").paths.output_dir == str(
         tmp_path / "new"
     )
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match=r"notes\.txt is a file, not a folder"):
+        api.compose_run(["debug=fast"], run_dir=tmp_path / "notes.txt" / "run")

@@ -31,7 +31,13 @@ from convnet.export import load_export
 from convnet.inference import EvalTransform, LoadedModel, load_checkpoint_model
 from convnet.models.zoo import create_model, model_names
 from convnet.resume import resumed_run
-from convnet.runs import CHECKPOINTS, LAST_CHECKPOINT, check_run_folder, fresh_run_dir
+from convnet.runs import (
+    CHECKPOINTS,
+    LAST_CHECKPOINT,
+    check_run_folder,
+    fresh_run_dir,
+    refuse_a_file_in_the_way,
+)
 
 __all__ = [
     "EvalTransform",
@@ -70,6 +76,7 @@ def compose_run(overrides: Sequence[str] = (), run_dir: str | Path | None = None
         folder = _fresh_run_folder(cfg)
     else:
         folder = Path(run_dir).absolute()
+        refuse_a_file_in_the_way(folder, "run_dir")
         ckpt_path = cfg.get("ckpt_path")
         resumed = resumed_run(ckpt_path and str(ckpt_path), folder)
         check_run_folder(folder, "run_dir", ckpt_path, resumed)
