@@ -185,3 +185,9 @@ def test_an_output_folder_that_is_a_file_is_refused(tmp_path) -> None:
         f"output_dir={tmp_path / 'notes.txt'} is a file, not a folder: give the folder to "
         "write into"
     )
+    with pytest.raises(ConfigError) as refused:  # under a file: mkdir would fail after the work
+        checks.output_folder(tmp_path / "notes.txt" / "export", "output_dir")
+    assert str(refused.value) == (
+        f"output_dir={tmp_path / 'notes.txt' / 'export'} cannot be made: "
+        f"{tmp_path / 'notes.txt'} is a file; give the folder to write into"
+    )

@@ -13,6 +13,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
+from convnet.checks import listed
+from convnet.resume import folder_not_file
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file and the fix."""
@@ -101,17 +104,6 @@ def _disk_full_message(target: Path) -> str:
     )
 
 
-def folder_not_file(folder: Path) -> str:
-    """Return `is a folder, not a checkpoint file: give one of its checkpoints: ...` for a
-    folder given where a checkpoint file goes (a run's folder, most often)."""
-    found = sorted([*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt")])
-    if not found:
-        return "is a folder, not a checkpoint file, and holds no .ckpt (nor does its checkpoints/)"
-    more = f" (and {len(found) - 4} more)" if len(found) > 4 else ""
-    listed = ", ".join(str(f) for f in found[:4])
-    return f"is a folder, not a checkpoint file: give one of its checkpoints: {listed}{more}"
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Return a checkpoint's contents, read with weights_only=True (no pickled objects run)."""
     path = Path(path)
@@ -156,8 +148,7 @@ def check_compatible(state_dict: dict[str, torch.Tensor], module: nn.Module, pat
     lines = []
     for title, items in [("missing", missing), ("unexpected", unexpected), ("shape", shapes)]:
         if items:
-            more = f" (and {len(items) - 5} more)" if len(items) > 5 else ""
-            lines.append(f"  {title}: {', '.join(items[:5])}{more}")
+            lines.append(f"  {title}: {listed(items, 5)}")
     raise CheckpointError(
         f"checkpoint {path} was written by another model than this config builds:\n"
         + "\n".join(lines)

@@ -101,11 +101,36 @@ def boolean(value: Any, key: str) -> bool:
     return value
 
 
+def listed(items: Sequence[Any], shown: int = 4, separator: str = ", ") -> str:
+    """Return the first `shown` of `items` joined, then ` (and N more)` for the rest."""
+    more = f" (and {len(items) - shown} more)" if len(items) > shown else ""
+    return separator.join(str(item) for item in items[:shown]) + more
+
+
+def counted(count: int, noun: str) -> str:
+    """Return `1 channel`, `3 channels`: the count and the noun, plural unless one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """Return the file at `folder` or above it that keeps it from being a folder, or None."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
 def output_folder(value: Any, key: str) -> Path:
-    """Return `value` as the folder a command writes into, refusing a path that is a file."""
+    """Return `value` as the folder a command writes into, refusing one a file is in the way
+    of (the path itself or a folder above it)."""
     folder = Path(str(value))
-    if folder.exists() and not folder.is_dir():
+    blocking = file_in_the_way(folder.absolute())
+    if blocking == folder.absolute():
         raise ConfigError(f"{key}={value} is a file, not a folder: give the folder to write into")
+    if blocking is not None:
+        raise ConfigError(
+            f"{key}={value} cannot be made: {blocking} is a file; give the folder to write into"
+        )
     return folder
 
 
@@ -123,9 +148,8 @@ def keep_existing(paths: Sequence[Path], key: str, value: Any, overwrite: Any) -
         raise ConfigError(f"{key}={value} exists already: {fix} it")
     named = [str(path.relative_to(value)) for path in existing[:4]]
     more = f", and {len(existing) - 4} more" if len(existing) > 4 else ""
-    files = f"{len(existing)} file{'s' if len(existing) > 1 else ''}"
     raise ConfigError(
-        f"{key}={value} holds {files} already ({', '.join(named)}{more}): "
+        f"{key}={value} holds {counted(len(existing), 'file')} already ({', '.join(named)}{more}): "
         f"{fix} {'them' if len(existing) > 1 else 'it'}"
     )
 

@@ -141,7 +141,7 @@ def export_onnx(
     onnxruntime = optional_module("onnxruntime", "checking an ONNX export")
     for needed in ("onnx", "onnxscript"):
         optional_module(needed, "ONNX export (torch.onnx's exporter)")
-    (path,) = (folder / name for name in FORMATS["onnx"])
+    path = folder / FORMATS["onnx"][0]
     network = loaded.network
     example = torch.zeros(TRACE_BATCH, *inputs["random"].shape[1:])
     # torch.export's exporter (dynamo): the batch dimension is symbolic in the graph.

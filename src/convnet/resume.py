@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from convnet import keys
-from convnet.checks import ConfigError
+from convnet.checks import ConfigError, listed
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,17 @@ def resumed_run(ckpt_path: str | None, output_dir: Path) -> Path | None:
     return path.parent.parent if path.parent.name == CHECKPOINTS else None
 
 
+def folder_not_file(folder: Path) -> str:
+    """Return `is a folder, not a checkpoint file: give one of its checkpoints: ...` for a
+    folder given where a checkpoint file goes (a run's folder, most often)."""
+    found = sorted([*folder.glob("*.ckpt"), *folder.glob(f"{CHECKPOINTS}/*.ckpt")])
+    if not found:
+        return (
+            f"is a folder, not a checkpoint file, and holds no .ckpt (nor does its {CHECKPOINTS}/)"
+        )
+    return f"is a folder, not a checkpoint file: give one of its checkpoints: {listed(found)}"
+
+
 def last_checkpoint(run_dir: Path) -> Path:
     """Return where the last.ckpt of the run in `run_dir` lives."""
     return run_dir / CHECKPOINTS / LAST_CHECKPOINT
@@ -116,8 +127,6 @@ def checkpoint_file(ckpt_path: str | None, run_dir: Path) -> Path | None:
             newest_resumable_run(run_dir.parent)  # names the runs folder and the fix
         return path
     if Path(ckpt_path).is_dir():
-        from convnet.checkpoints import folder_not_file  # torch: only on this error's path
-
         raise ConfigError(f"ckpt_path={ckpt_path} {folder_not_file(Path(ckpt_path))}")
     if not Path(ckpt_path).is_file():
         raise ConfigError(

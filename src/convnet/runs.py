@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from convnet import keys
+from convnet.checks import file_in_the_way, listed
 from convnet.resume import (
     CHECKPOINTS,
     LAST_CHECKPOINT,
@@ -223,14 +224,12 @@ def check_run_folders(config: DictConfig) -> None:
 def refuse_a_file_in_the_way(folder: Path, key: str) -> None:
     """Raise RunFolderError when `folder` (given by config `key`, or made from paths.log_dir)
     or one of the folders above it is a file: it could not be made."""
-    for path in (folder, *folder.parents):
-        if path.exists():
-            if path.is_dir():
-                return
-            raise RunFolderError(
-                f"{key}={folder} cannot be made: {path} is a file, not a folder. Nothing was "
-                f"written. Give {key} (or paths.log_dir, where the outputs go) a folder."
-            )
+    blocking = file_in_the_way(folder)
+    if blocking is not None:
+        raise RunFolderError(
+            f"{key}={folder} cannot be made: {blocking} is a file, not a folder. Nothing was "
+            f"written. Give {key} (or paths.log_dir, where the outputs go) a folder."
+        )
 
 
 def begin_run(config: DictConfig) -> Path:
@@ -302,8 +301,7 @@ def check_sweep_folder(config: DictConfig) -> None:
         f"{job.name}/" for job in sorted(sweep_dir.iterdir(), key=folder_order) if run_contents(job)
     ]
     if earlier:
-        more = f" (and {len(earlier) - 5} more)" if len(earlier) > 5 else ""
-        shown = ", ".join(earlier[:5]) + more
+        shown = listed(earlier, 5)
         raise RunFolderError(
             f"hydra.sweep.dir={sweep_dir} already holds another sweep ({shown}); its job "
             "folders would be overwritten. Nothing was written. Give a new hydra.sweep.dir "

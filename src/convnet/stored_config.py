@@ -31,6 +31,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from convnet.checkpoints import CheckpointError
+from convnet.checks import listed
 from convnet.compose import CONFIG_DIR
 from convnet.config import ConfigError, validate
 
@@ -65,10 +66,9 @@ def trusted_run_config(stored: Any, source: str | Path) -> DictConfig:
     kept = {key: stored[key] for key in SECTIONS if key in stored}
     problems = list(_problems(kept, ""))
     if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise UntrustedConfigError(
-            f"{source}: the stored config is not trusted as code: {'; '.join(problems[:3])}"
-            f"{more}. convnet rebuilds a checkpoint only from its own networks and data "
+            f"{source}: the stored config is not trusted as code: {listed(problems, 3, '; ')}"
+            f". convnet rebuilds a checkpoint only from its own networks and data "
             "sources with plain values, so this file was not written by convnet's training "
             "or was altered afterwards. Nothing in it was run."
         )

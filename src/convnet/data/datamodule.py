@@ -12,7 +12,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from convnet import keys
-from convnet.checks import ConfigError, int_at_least, non_negative_int, positive_int, to_pair
+from convnet.checks import (
+    ConfigError,
+    counted,
+    int_at_least,
+    non_negative_int,
+    positive_int,
+    to_pair,
+)
 from convnet.data.augment import (
     CROP_SOURCE_MAX_BYTES,
     RESIZED_SPLIT_MAX_BYTES,
@@ -81,7 +88,7 @@ class ImageDataModule(L.LightningDataModule):
         image_size = to_pair(image_size, keys.IMAGE_SIZE)
         if len(mean) != in_channels:
             raise ConfigError(
-                f"data.mean has {len(mean)} value{'s' if len(mean) != 1 else ''} but "
+                f"data.mean has {counted(len(mean), 'value')} but "
                 f"data.in_channels={in_channels}; "
                 "give one mean and one std per channel"
             )

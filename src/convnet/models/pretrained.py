@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from convnet.checks import listed
 from convnet.config import ConfigError
 
 KEY = "model.pretrained"
@@ -63,7 +64,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     file = Path(path).expanduser()
     if file.is_dir():
         found = sorted(f.name for f in file.iterdir() if f.suffix in (".pth", ".pt", ".ckpt"))
-        inside = f": give one of its files ({', '.join(found[:4])})" if found else ""
+        inside = f": give one of its files ({listed(found)})" if found else ""
         raise PretrainedError(f"{KEY}={path} is a folder, not a state_dict file{inside}")
     if not file.is_file():
         raise PretrainedError(
@@ -244,8 +245,7 @@ def _mismatch(
     lines = []
     for kind, items in kinds:
         if items:
-            more = f" (and {len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
-            lines.append(f"  {kind}: {', '.join(items[:_SHOWN])}{more}")
+            lines.append(f"  {kind}: {listed(items, _SHOWN)}")
     if not lines:  # e.g. a tensor torch refuses to copy; its own words say which
         lines.append(f"  {str(error).strip().splitlines()[-1].strip()}")
     guess = _describe(state)

@@ -9,7 +9,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from convnet.checks import positive_int, to_pair
+from convnet.checks import counted, positive_int, to_pair
 from convnet.models.trace import Call, Trace, trace
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,9 @@ def size_error(
         if smallest is not None
         else f"no image size up to {LARGEST_SIDE} works, so the failure is not about size"
     )
-    channels = f"{in_channels} channel{'s' if in_channels != 1 else ''}"
     return ValueError(
-        f"{model_name} cannot take image_size={list(size)} with {channels}: the "
+        f"{model_name} cannot take image_size={list(size)} with "
+        f"{counted(in_channels, 'channel')}: the "
         f"feature map is {at} when it reaches layer '{layer}' ({kind}), where the forward "
         f"pass fails ({reason}). Fix: {fix}."
     )
