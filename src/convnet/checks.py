@@ -101,6 +101,14 @@ def boolean(value: Any, key: str) -> bool:
     return value
 
 
+def sequence(value: Any, key: str, example: str) -> list[Any]:
+    """Return `value` as a list if it is a list (or tuple, OmegaConf ListConfig), not a
+    string or a single value; `example` shows one, e.g. `[64, M, 128, M]`."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise refuse(key, value, f"a list, e.g. {key}={example}")
+    return list(value)
+
+
 def listed(items: Sequence[Any], shown: int = 4, separator: str = ", ") -> str:
     """Return the first `shown` of `items` joined, then ` (and N more)` for the rest."""
     more = f" (and {len(items) - shown} more)" if len(items) > shown else ""

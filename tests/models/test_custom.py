@@ -169,6 +169,8 @@ def test_a_too_small_image_names_the_layer_and_the_size_the_whole_stack_needs():
     ("layers", "named"),
     [
         ([{"type": "conv3d"}], ["layers[0].type='conv3d'", "conv", "max_pool", "dense"]),
+        (5, ["layers=5", "a list", "type: conv"]),
+        ({"type": "conv"}, ["layers={'type': 'conv'}", "a list"]),
         ([{"filters": 3}], ["layers[0]", "type"]),
         (["conv"], ["layers[0]='conv'", "type"]),
         (

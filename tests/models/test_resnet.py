@@ -148,6 +148,8 @@ def test_default_widths_double_from_64():
         ({"stem": "tiny"}, ["stem", "'tiny'", "cifar", "imagenet"]),
         ({"shortcut": "identity"}, ["shortcut", "'identity'", "conv", "pad"]),
         ({"layers": []}, ["layers", "[]"]),
+        ({"layers": 3}, ["layers=3", "a list", "[3, 3, 3]"]),
+        ({"widths": 16}, ["widths=16", "a list"]),
         ({"layers": [2, 0]}, ["layers[1]", "0"]),
         ({"widths": [16]}, ["widths", "[16]", "layers"]),
         ({"width_multiplier": 0}, ["width_multiplier", "0"]),

@@ -80,6 +80,8 @@ def test_non_square_images_give_logits():
         ({"layers": [16, "P"]}, ["layers[1]", "'P'", "'M'"]),
         ({"layers": [16, 0]}, ["layers[1]", "0"]),
         ({"layers": ["M"]}, ["layers", "no convolution"]),
+        ({"layers": 64}, ["layers=64", "a list", "[64, M, 128, M]"]),
+        ({"layers": "64M"}, ["layers='64M'", "a list"]),
         ({"num_classes": 0}, ["num_classes", "0"]),
         ({"image_size": [32]}, ["image_size", "[32]"]),
         ({"activation": "mish"}, ["activation", "'mish'"]),

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from convnet.checks import ConfigError, positive_int, to_pair
+from convnet.checks import ConfigError, positive_int, sequence, to_pair
 from convnet.models.shape_check import (
     LARGEST_SIDE,
     failure_of,
@@ -255,7 +255,8 @@ class CustomNet(nn.Module):
         self.in_channels = positive_int(in_channels, "in_channels")
         self.num_classes = positive_int(num_classes, "num_classes")
         self.image_size = to_pair(image_size, "image_size")
-        specs, defaults = list(layers), _own_keys("conv_defaults", "conv", conv_defaults or {})
+        specs = sequence(layers, "layers", "[{type: conv, filters: 32, kernel_size: 3}]")
+        defaults = _own_keys("conv_defaults", "conv", conv_defaults or {})
         _check_keys("conv_defaults", "conv", defaults, required=False)
         self.layers = nn.Sequential()
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from convnet.checks import sequence
 from convnet.models.layers import (
     activation_layer,
     choose,
@@ -133,6 +134,9 @@ class ResNet(nn.Module):
         positive_int(num_classes, "num_classes")
         self.in_channels = positive_int(in_channels, "in_channels")
         self.image_size = to_pair(image_size, "image_size")
+        layers = sequence(layers, "layers", "[3, 3, 3]")
+        if widths is not None:
+            widths = sequence(widths, "widths", "[16, 32, 64]")
         stage_widths = _stage_widths(layers, widths, width_multiplier)
         # A pre-activated input is already normalised, so its projection needs no norm.
         self._shortcut_norm = "none" if preact else norm

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from convnet.checks import fraction
+from convnet.checks import fraction, sequence
 from convnet.models.layers import (
     activation_layer,
     choose,
@@ -137,6 +137,7 @@ class VGG(nn.Module):
         super().__init__()
         make_head = choose(HEADS, "head", head)
         positive_int(num_classes, "num_classes")
+        layers = sequence(layers, "layers", "[64, M, 128, M]")
         widths = [width for width in layers if width != "M"]
         if not widths:
             raise ValueError(f"layers={list(layers)!r} has no convolution: add at least one width.")
@@ -144,7 +145,7 @@ class VGG(nn.Module):
         self.in_channels = positive_int(in_channels, "in_channels")
         self.image_size = to_pair(image_size, "image_size")
         self.features = make_features(
-            list(layers), in_channels, batch_norm, activation, kernel_initializer
+            layers, in_channels, batch_norm, activation, kernel_initializer
         )
         self.avgpool, self.classifier = make_head(widths[-1], num_classes, dropout, activation)
         for module in self.modules():
