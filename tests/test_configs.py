@@ -81,6 +81,35 @@ def test_bad_values_fail_before_training_naming_the_key(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["model.num_classes=3"], ["model.num_classes=3 but data.num_classes=10", "score 3"]),
+        (["model.in_channels=1"], ["model.in_channels=1 but data.in_channels=3", "1-channel"]),
+        (
+            ["model=resnet20", "model.image_size=[64,64]", "data.image_size=32"],
+            ["model.image_size=[64, 64] but data.image_size=32", "model.image_size=32"],
+        ),
+    ],
+)
+def test_a_model_key_that_disagrees_with_the_data_fails_before_the_data_is_loaded(
+    overrides: list[str], named: list[str], train_config, tmp_path: Path, monkeypatch
+) -> None:
+    loaded: list[str] = []
+    monkeypatch.setattr(ImageDataModule, "setup", lambda self, stage: loaded.append(stage))
+    with pytest.raises(ConfigError) as error:
+        train(train_config(*overrides))
+    for text in named:
+        assert text in str(error.value)
+    assert loaded == []
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_model_keys_equal_to_the_data_keys_pass(train_config) -> None:
+    # As a size is written either way: 32 and [32, 32] are one size.
+    validate(train_config("model.image_size=[32,32]", "data.image_size=32", "model.num_classes=10"))
+
+
 def test_every_bad_value_is_reported_at_once(train_config) -> None:
     with pytest.raises(ConfigError) as error:
         validate(train_config("optimizer.lr=-1", "data.batch_size=0"))

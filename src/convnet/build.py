@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from convnet.checkpoints import AtomicCheckpointIO
-from convnet.config import ConfigError
+from convnet.config import ConfigError, check_model_fits_data
 from convnet.guards import LOSS_FACTOR, CheckpointOnInterrupt, DivergenceGuard
 from convnet.hardware import auto_precision, memory_format_for
 from convnet.host_memory import keep_freed_memory
@@ -71,6 +71,7 @@ def build_model(model_cfg: DictConfig, pretrained_weights: bool = True) -> nn.Mo
 
 def build_network(cfg: DictConfig) -> nn.Module:
     """Return the network of a run config, compiled as its `compile` key says."""
+    check_model_fits_data(cfg)
     network = build_model(cfg.model)
     options = compile_options(cfg)
     if options is not None:

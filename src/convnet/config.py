@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from convnet import checks, keys
 from convnet.checks import ConfigError as ConfigError
@@ -25,6 +25,11 @@ def _compile_setting(value: Any, key: str) -> Any:
         )
     return value
 
+
+FIX = (
+    "Fix these keys on the command line (e.g. `python scripts/train.py optimizer.lr=0.1`) "
+    "or in configs/."
+)
 
 # key -> its check (convnet.checks), the one constructors of that key use too. Keys absent
 # from a config, or null, are skipped.
@@ -60,12 +65,61 @@ def validate(cfg: DictConfig) -> None:
         except ConfigError as error:
             problems.append(str(error))
     problems += _device_problems(cfg)
+    problems += model_data_problems(cfg)
     if problems:
-        raise ConfigError.listing(
-            problems,
-            "Fix these keys on the command line (e.g. `python scripts/train.py "
-            "optimizer.lr=0.1`) or in configs/.",
-        )
+        raise ConfigError.listing(problems, FIX)
+
+
+def check_model_fits_data(cfg: DictConfig) -> None:
+    """Raise ConfigError if the model's data keys disagree with the data's (see
+    model_data_problems): again once an image folder's null data keys are known."""
+    problems = model_data_problems(cfg)
+    if problems:
+        raise ConfigError.listing(problems, FIX)
+
+
+# The keys a model config takes from the data config (configs/model/*.yaml: ${data.<key>}),
+# each with what the network would do otherwise.
+DATA_KEYS = {
+    "in_channels": lambda model, data: f"take {model}-channel images, the data's have {data}",
+    "num_classes": lambda model, data: f"score {model} classes, the data has {data}",
+    "image_size": lambda model, data: (
+        f"be built and checked for {model[0]}x{model[1]} images, the data's are "
+        f"{data[0]}x{data[1]}"
+    ),
+}
+
+
+def model_data_problems(cfg: DictConfig) -> list[str]:
+    """Return a line for each of model.in_channels, model.num_classes, model.image_size that
+    disagrees with its data key (both set), a network that would fail in its first step
+    (a wrong number of channels or classes) or train on images it was not checked for."""
+    problems = []
+    for key, consequence in DATA_KEYS.items():
+        model = OmegaConf.select(cfg, f"model.{key}", default=None)
+        data = OmegaConf.select(cfg, f"data.{key}", default=None)
+        if model is None or data is None:
+            continue
+        as_given = f"model.{key}={_shown(model)} but data.{key}={_shown(data)}"
+        if key == "image_size":
+            try:  # a value that is not a size is named by its own check
+                model, data = checks.to_pair(model, key), checks.to_pair(data, key)
+            except ConfigError:
+                continue
+        if model != data:
+            problems.append(
+                f"{as_given}: the network would {consequence(model, data)}. Set "
+                f"model.{key}={_shown(OmegaConf.select(cfg, f'data.{key}'))}, or drop the "
+                f"override: the model configs take it from data.{key}"
+            )
+    return problems
+
+
+def _shown(value: Any) -> Any:
+    """Return a config value as the command line writes it ([32, 32], not a ListConfig)."""
+    if isinstance(value, ListConfig | DictConfig):
+        return OmegaConf.to_container(value)
+    return value
 
 
 def _device_problems(cfg: DictConfig) -> list[str]:

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convnet.build import build_network
 from convnet.checks import ConfigError
+from convnet.config import validate
 from convnet.data import describe
 from convnet.data.describe import complete_data_config, image_size_for, measure
 from tests.compose import compose_config
@@ -143,6 +145,21 @@ def test_a_class_count_that_disagrees_with_the_folders_names_both(tmp_path: Path
         ConfigError, match=r"data.num_classes=5 but .* has 3 class folders \(a, b, c\)"
     ):
         complete_data_config(cfg)
+
+
+def test_a_model_key_that_disagrees_with_the_folders_is_refused_once_they_are_read(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "digits"
+    _grey_folder(root, {"a": (8, 8), "b": (8, 8), "c": (8, 8)})
+    cfg = _config(tmp_path, root, "model.num_classes=5", "model.in_channels=3")
+    validate(cfg)  # the data keys are null until the folder is read: nothing to compare
+    complete_data_config(cfg)
+    with pytest.raises(ConfigError) as error:
+        build_network(cfg)
+    message = str(error.value)
+    assert "model.num_classes=5 but data.num_classes=3" in message
+    assert "model.in_channels=3 but data.in_channels=1" in message
 
 
 def test_a_data_set_that_cannot_describe_itself_asks_for_the_key(tmp_path: Path) -> None:

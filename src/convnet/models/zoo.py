@@ -20,10 +20,8 @@ from torch import nn
 
 from convnet.checks import ConfigError
 from convnet.compose import CONFIG_DIR, compose_config
-from convnet.config import validate
+from convnet.config import DATA_KEYS, validate
 
-# Keys a model takes from the data config; set there, so interpolations follow them.
-DATA_KEYS = ("in_channels", "num_classes", "image_size")
 EXPORT_SUFFIX = ".json"
 
 
