@@ -141,6 +141,32 @@ def test_a_group_a_command_does_not_pick_from_is_named_with_its_keys() -> None:
     ) in str(stopped.value.code)
 
 
+@pytest.mark.parametrize(
+    ("override", "options"), [("optimizer=5", "adamw, sgd"), ("scheduler=true", "constant")]
+)
+def test_a_group_given_a_number_is_named_with_its_configs(override: str, options: str) -> None:
+    # The reference: Hydra refuses it with a traceback of its defaults list.
+    with pytest.raises(ValueError, match="Config group override must be a string"):
+        compose_config("train", [override])
+    group = override.split("=")[0]
+    said = f"  {override}: {group} is a config group: pick one of its configs by name ("
+    message = _refusal(["seed=1", override])
+    assert said in message and options in message
+
+
+def test_a_section_given_a_config_name_says_how_its_keys_are_set() -> None:
+    # eval's data is a section the checkpoint fills in; Hydra finds no `data` group.
+    with pytest.raises(ConfigCompositionException, match="No match in the defaults list"):
+        compose_config("eval", ["ckpt_path=x", "data=digits"])
+    with pytest.raises(SystemExit) as stopped:
+        check_override_keys("eval", ["ckpt_path=x", "data=digits"])
+    assert (
+        "  data=digits: `data` is a section of the eval config, not a config group to pick "
+        "from: set its keys with +data.<key>=value (it is empty here: the checkpoint's stored "
+        "config gives the rest)\n"
+    ) in str(stopped.value.code)
+
+
 def test_a_key_a_section_may_have_is_added_as_the_refusal_says() -> None:
     # A custom layer's keys are optional: the one not given is added with `+`.
     override = "model.layers.0.padding=valid"
@@ -154,12 +180,17 @@ def test_a_key_a_section_may_have_is_added_as_the_refusal_says() -> None:
     assert cfg.model.layers[0].padding == "valid"
 
 
-def test_summary_and_the_benchmark_name_a_missing_key_too() -> None:
+def test_summary_the_benchmark_and_the_api_name_a_missing_key_too() -> None:
     meant = r"optimizer has no key `lrr`; did you mean optimizer\.lr\?"
     with pytest.raises(ConfigError, match=meant):
         compose_or_explain("train", ["optimizer.lrr=0.1"])
     with pytest.raises(ConfigCompositionException, match="Could not find 'model/resnet2'"):
         compose_or_explain("train", ["model=resnet2"])  # Hydra's list of the models
+    # What Hydra lets through as OmegaConf's or its parser's traceback, named too (the API).
+    with pytest.raises(ConfigError, match=r"optimizer=5: optimizer is a config group"):
+        compose_or_explain("train", ["optimizer=5"])
+    with pytest.raises(ConfigError, match=r"model\.layers\.x: model\.layers is a list"):
+        compose_or_explain("train", ["model.layers.x=64"])
 
 
 def test_a_sweeps_fixed_key_the_config_does_not_have_is_named_before_the_sweep() -> None:

@@ -31,6 +31,11 @@ CONFIG_DIR = Path(str(files(CONFIG_PACKAGE)))
 VERSION_BASE = "1.3"
 
 
+def group_options(group: str) -> list[str]:
+    """Return the configs convnet ships in config group `group` (configs/<group>/*.yaml)."""
+    return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+
+
 def compose_config(
     config_name: str = "train",
     overrides: Sequence[str] = (),

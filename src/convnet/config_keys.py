@@ -15,12 +15,13 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from convnet.checks import ConfigError
-from convnet.compose import compose_config
+from convnet.compose import CONFIG_DIR, compose_config, group_options
 
 # Hydra's message for an override of a key that is not there (hydra/_internal/config_loader_impl).
 _NOT_THERE = re.compile(r"Could not override '([^']+)'")
@@ -48,7 +49,8 @@ def compose_or_explain(config_name: str, overrides: Sequence[str]) -> DictConfig
     compose = functools.partial(compose_config, config_name)
     try:
         return compose(list(overrides))
-    except ConfigCompositionException as error:
+    # Hydra's error, or OmegaConf's it lets through (a key under a list, a group's number).
+    except (ConfigCompositionException, ValueError, AssertionError) as error:
         lines = missing_key_lines(compose, overrides)
         if lines:
             raise missing_keys_error(lines, config_name) from error
@@ -91,12 +93,29 @@ def missing_keys(
         except Exception:  # an override that does not parse...: Hydra says so when it runs
             # ...except a key under a list or a null, whose OmegaConf error (a ValueError, an
             # AssertionError) Hydra lets through as a traceback.
-            under = _under_a_value(compose, remaining)
+            under = _group_given_a_value(remaining) or _under_a_value(compose, remaining)
             if under is None or len(missing) == MAX_KEYS:
                 return missing, None
             remaining.remove(under[0])
             missing.append(under)
     return missing, None
+
+
+def _group_given_a_value(overrides: Sequence[str]) -> tuple[str, str] | None:
+    """Return (override, its group) for the last of `overrides` that gives a config group a
+    number or a boolean (`optimizer=5`), which Hydra refuses with a traceback; None if none."""
+    for override in reversed(overrides):
+        key, given, value = override.partition("=")
+        group = key.lstrip("+~")
+        if not given or "." in group or not (CONFIG_DIR / group).is_dir():
+            continue
+        try:
+            parsed = OverridesParser.create().parse_override(override).value()
+        except Exception:  # an override that does not parse: Hydra says so when it runs
+            continue
+        if isinstance(parsed, bool | int | float):
+            return override, group
+    return None
 
 
 def _under_a_value(compose: Compose, overrides: Sequence[str]) -> tuple[str, str] | None:
@@ -158,6 +177,18 @@ def _problem(override: str, missing: str, cfg: DictConfig) -> str:
     if not isinstance(node, DictConfig):
         nothing = " (null)" if node is None else ""
         return f"{key}: {where} is not a section with keys{nothing}"
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    if missing in choices:  # `optimizer=5`: a group's config is picked by its name
+        options = ", ".join(group_options(missing))
+        return f"{override}: {missing} is a config group: pick one of its configs by name ({options})"
+    if not section and isinstance(node.get(name), DictConfig):  # eval's `data=digits`
+        empty = not node[name]
+        how = f"+{name}.<key>=value" if empty else f"{name}.<key>=value"
+        told = " (it is empty here: the checkpoint's stored config gives the rest)" if empty else ""
+        return (
+            f"{override}: `{name}` is a section of {where}, not a config group to pick from: set its "
+            f"keys with {how}{told}"
+        )
     hidden = ("hydra",) if not section else ()  # Hydra's own section: `--hydra-help`
     keys = [str(e) for e in node if not str(e).startswith("_") and str(e) not in hidden]
     if not keys:  # a section the command fills in, e.g. eval's data (merged into the stored)

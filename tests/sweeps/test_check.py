@@ -50,6 +50,9 @@ def test_every_job_of_a_valid_grid_is_checked(tmp_path: Path) -> None:
         (["optimizer.lr=0.1,-1"], "optimizer.lr=-1"),
         (["model.widht=1,2"], "widht"),
         (["model=small,resnet20", "model.width_multiplier=2"], "width_multiplier"),
+        # Hydra's own traceback for a group given a number, named as the commands name it.
+        (["optimizer=5,sgd"], "optimizer=5: optimizer is a config group"),
+        (["model.layers.x=1,2"], "model.layers.x: model.layers is a list"),
     ],
 )
 def test_a_grid_with_a_job_that_cannot_run_names_it(

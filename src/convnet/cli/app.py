@@ -21,7 +21,7 @@ import yaml
 
 from convnet.cli.override_keys import check_override_keys
 from convnet.cli.quiet import quiet_third_party
-from convnet.compose import CONFIG_DIR, CONFIG_PATH, VERSION_BASE
+from convnet.compose import CONFIG_DIR, CONFIG_PATH, VERSION_BASE, group_options
 from convnet.runs import register_resolvers
 
 Task = TypeVar("Task", bound=Callable[..., Any])
@@ -103,7 +103,7 @@ def config_groups(config_name: str) -> dict[str, list[str]]:
         groups["hydra/launcher"] = None
     listed = {}
     for group, default in groups.items():
-        options = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+        options = group_options(group)
         if default in options:
             options = [f"{default} (default)", *(o for o in options if o != default)]
         listed[group] = options

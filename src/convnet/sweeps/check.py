@@ -146,7 +146,8 @@ def _described(error: Exception, config_name: str, overrides: Sequence[str]) -> 
     """Return what a job's `error` says: its problems a line each (the sweep's own advice
     follows them); a key the config does not have named with the one meant, as the commands
     name it (the same line for every value swept over that key)."""
-    if isinstance(error, ConfigCompositionException):
+    # Hydra's error, or OmegaConf's it lets through (a key under a list, a group's number).
+    if isinstance(error, ConfigCompositionException | ValueError | AssertionError):
         compose = functools.partial(compose_in_running_hydra, config_name)
         lines = missing_key_lines(compose, overrides)
         if lines:
