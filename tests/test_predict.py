@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from convnet import api
+from convnet import predict as predict_module
 from convnet.checkpoints import CheckpointError
 from convnet.config import ConfigError
 from convnet.evaluate import evaluate, load_checkpoint, run_config
@@ -137,9 +138,29 @@ def test_bad_inputs_get_one_line_each_and_the_rest_are_predicted(
     assert "no image files" in by_path[str(empty)].error
 
 
-def test_inputs_that_are_all_bad_are_an_error(run: api.TrainResult, tmp_path: Path) -> None:
+def test_inputs_that_are_all_unreadable_are_an_error(run: api.TrainResult, tmp_path: Path) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
     with pytest.raises(ValueError, match="none of them is an image file"):
-        _predict(run, tmp_path, f"inputs={tmp_path / 'nothing.png'}")
+        _predict(run, tmp_path, f"inputs={text}")
+
+
+@pytest.mark.parametrize("inputs", ["[]", "[{missing}]", "[{missing},{empty}]"])
+def test_inputs_that_name_no_file_are_refused_before_the_checkpoint_is_read(
+    inputs: str, run: api.TrainResult, tmp_path: Path, monkeypatch
+) -> None:
+    missing, empty = tmp_path / "nothing.png", tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(predict_module, "load", _never_called)
+    output = tmp_path / "out.csv"
+    given = inputs.format(missing=missing, empty=empty)
+    with pytest.raises(ValueError, match=r"names no image file \((the list is empty|.*nothing)"):
+        _predict(run, tmp_path, f"inputs={given}", f"output={output}")
+    assert not output.exists()
+
+
+def _never_called(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the checkpoint was read")
 
 
 def test_the_eval_transform_converts_size_and_channels_as_pil_does(tmp_path: Path) -> None:

@@ -84,8 +84,7 @@ DATA_KEYS = {
     "in_channels": lambda model, data: f"take {model}-channel images, the data's have {data}",
     "num_classes": lambda model, data: f"score {model} classes, the data has {data}",
     "image_size": lambda model, data: (
-        f"be built and checked for {model[0]}x{model[1]} images, the data's are "
-        f"{data[0]}x{data[1]}"
+        f"be built and checked for {model[0]}x{model[1]} images, the data's are {data[0]}x{data[1]}"
     ),
 }
 

@@ -105,7 +105,7 @@ def _group_given_a_value(overrides: Sequence[str]) -> tuple[str, str] | None:
     """Return (override, its group) for the last of `overrides` that gives a config group a
     number or a boolean (`optimizer=5`), which Hydra refuses with a traceback; None if none."""
     for override in reversed(overrides):
-        key, given, value = override.partition("=")
+        key, given, _ = override.partition("=")
         group = key.lstrip("+~")
         if not given or "." in group or not (CONFIG_DIR / group).is_dir():
             continue
@@ -180,14 +180,16 @@ def _problem(override: str, missing: str, cfg: DictConfig) -> str:
     choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
     if missing in choices:  # `optimizer=5`: a group's config is picked by its name
         options = ", ".join(group_options(missing))
-        return f"{override}: {missing} is a config group: pick one of its configs by name ({options})"
+        return (
+            f"{override}: {missing} is a config group: pick one of its configs by name ({options})"
+        )
     if not section and isinstance(node.get(name), DictConfig):  # eval's `data=digits`
         empty = not node[name]
         how = f"+{name}.<key>=value" if empty else f"{name}.<key>=value"
-        told = " (it is empty here: the checkpoint's stored config gives the rest)" if empty else ""
+        told = " (it is empty here: the checkpoint's stored config gives the rest)"
         return (
-            f"{override}: `{name}` is a section of {where}, not a config group to pick from: set its "
-            f"keys with {how}{told}"
+            f"{override}: `{name}` is a section of {where}, not a config group to pick from: "
+            f"set its keys with {how}{told if empty else ''}"
         )
     hidden = ("hydra",) if not section else ()  # Hydra's own section: `--hydra-help`
     keys = [str(e) for e in node if not str(e).startswith("_") and str(e) not in hidden]

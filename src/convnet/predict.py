@@ -25,7 +25,14 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from convnet.api import load
 from convnet.build import precision_for
-from convnet.checks import ConfigError, choose, keep_existing, non_negative_int, positive_int
+from convnet.checks import (
+    ConfigError,
+    choose,
+    counted,
+    keep_existing,
+    non_negative_int,
+    positive_int,
+)
 from convnet.console import show
 from convnet.inference import LoadedModel
 
@@ -60,16 +67,33 @@ def predict(cfg: DictConfig) -> list[Prediction]:
             f"output={Path(cfg.output) / 'predictions.csv'}"
         )
     keep_existing([Path(cfg.output)], "output", cfg.output, cfg.get("overwrite", False))
+    asked_k, batch_size = (
+        positive_int(cfg.top_k, "top_k"),
+        positive_int(cfg.batch_size, "batch_size"),
+    )
+    inputs = _as_list(cfg.inputs)
+    files, missing = image_files(inputs)
+    if not files:  # before the checkpoint is read: nothing to classify
+        found = "; ".join(f"{p.path}: {p.error}" for p in missing) or "the list is empty"
+        raise ValueError(
+            f"inputs={inputs} names no image file ({found}). Give image files, or folders that "
+            "hold some: inputs=photo.jpg, inputs=photos/ or inputs=[a.jpg,photos/]"
+        )
     loaded = load(cfg.ckpt_path, cfg.get("data"), device=cfg.get("device", "auto"))
     loaded.transform.check_takes_files()
-    top_k = min(positive_int(cfg.top_k, "top_k"), len(loaded.classes))
-    files, missing = image_files(_as_list(cfg.inputs))
+    top_k = min(asked_k, len(loaded.classes))
     with _autocast(loaded, cfg.get("precision", "auto")):
-        found = predict_files(loaded, files, top_k, positive_int(cfg.batch_size, "batch_size"))
+        found = predict_files(loaded, files, top_k, batch_size)
     predictions = missing + found
     show(predictions_table(predictions, f"{cfg.ckpt_path}: top {top_k}", cfg.table_rows))
     output = write_csv(predictions, Path(cfg.output), top_k)
-    log.info("%d predictions written to %s", len(found) - _failed(found), output)
+    skipped = f" ({counted(_failed(predictions), 'input')} skipped, listed there too)"
+    log.info(
+        "%d predictions written to %s%s",
+        len(found) - _failed(found),
+        output,
+        skipped if _failed(predictions) else "",
+    )
     if _failed(predictions) == len(predictions):
         raise ValueError(
             f"inputs={_as_list(cfg.inputs)}: none of them is an image file that could be read "
