@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from convnet import api
 from convnet.checkpoints import CheckpointError
 from convnet.checks import ConfigError
-from convnet.export import ExportFileError, check_inputs, export, export_onnx
+from convnet.export import ExportError, ExportFileError, check_inputs, export, export_onnx
 from convnet.inference import ready
 from convnet.models import create_model
 from convnet.stored_config import UntrustedConfigError
@@ -154,3 +154,43 @@ def test_an_earlier_export_in_the_output_dir_is_kept_unless_overwrite_is_true(
         checkpoint, tmp_path, f"output_dir={folder}", "overwrite=true", "check_images=0"
     ).files
     assert written == folder / "model.onnx" and written.read_bytes() != b"an earlier export"
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    return next(entry.version for entry in onnx.load(str(path)).opset_import if entry.domain == "")
+
+
+def test_the_onnx_file_is_at_the_opset_asked_or_none_is_written(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    (written,) = _export(checkpoint, tmp_path, "opset=20", "check_images=0").files
+    assert _opset(written) == 20
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"an earlier export")
+    # Below 18 torch.onnx converts down, which fails for most networks: then it says so and
+    # the earlier file stays, even with overwrite=true; where it succeeds, the file is at 17.
+    try:
+        (written,) = _export(
+            checkpoint, tmp_path, "opset=17", f"output_dir={folder}", "overwrite=true"
+        ).files
+    except ExportError as error:
+        assert "opset=17: torch.onnx wrote this network at opset 18, not 17" in str(error)
+        assert (folder / "model.onnx").read_bytes() == b"an earlier export"
+    else:
+        assert _opset(written) == 17
+    assert sorted(path.name for path in folder.iterdir()) == ["model.onnx"]  # nothing partial
+
+
+@pytest.mark.parametrize(
+    ("opset", "said"), [("0", "opset=0 is not allowed"), ("99", "opset=99 is not an ONNX opset")]
+)
+def test_an_opset_onnx_does_not_have_is_refused(
+    opset: str, said: str, checkpoint: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "out"
+    with pytest.raises(ConfigError, match=said):
+        _export(checkpoint, tmp_path, f"opset={opset}", f"output_dir={folder}")
+    assert not (folder / "model.onnx").exists()

@@ -39,6 +39,7 @@ from convnet.checks import (
     keep_existing,
     non_negative_int,
     output_folder,
+    positive_int,
     positive_number,
 )
 from convnet.console import show
@@ -87,12 +88,15 @@ def export(cfg: DictConfig) -> ExportResult:
     keep_existing(
         [folder / name for name in files], "output_dir", folder, cfg.get("overwrite", False)
     )
+    opset = cfg.get("opset")
+    if cfg.format == "onnx" and opset is not None:
+        positive_int(opset, "opset")
     loaded = load_checkpoint_model(cfg.ckpt_path, cfg.get("data"), device="cpu")
     inputs = check_inputs(loaded, non_negative_int(cfg.check_images, "check_images"))
     folder.mkdir(parents=True, exist_ok=True)
     if cfg.format == "onnx":
         tolerance = positive_number(cfg.tolerance, "tolerance")
-        result = export_onnx(loaded, folder, inputs, tolerance, cfg.get("opset"))
+        result = export_onnx(loaded, folder, inputs, tolerance, opset)
     else:
         result = export_safetensors(loaded, folder, inputs)
     table = Table(title=f"{cfg.format} export: logits against the checkpoint's network")
@@ -139,25 +143,46 @@ def export_onnx(
     any batch size); return it with ONNX Runtime's largest |logit difference| from
     PyTorch's on each of `inputs`. Raises ExportError above `tolerance`."""
     onnxruntime = optional_module("onnxruntime", "checking an ONNX export")
-    for needed in ("onnx", "onnxscript"):
-        optional_module(needed, "ONNX export (torch.onnx's exporter)")
+    onnx = optional_module("onnx", "ONNX export (torch.onnx's exporter)")
+    optional_module("onnxscript", "ONNX export (torch.onnx's exporter)")
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and opset > newest:
+        raise ConfigError(
+            f"opset={opset} is not an ONNX opset: onnx {onnx.__version__} knows opsets up to "
+            f"{newest}; give one of 18..{newest} (torch.onnx writes those directly) or "
+            "opset=null for torch.onnx's default"
+        )
     path = folder / FORMATS["onnx"][0]
+    # Written beside it first: an export not at the opset asked for replaces nothing there.
+    partial = path.with_name(f".{path.name}.partial")
     network = loaded.network
     example = torch.zeros(TRACE_BATCH, *inputs["random"].shape[1:])
-    # torch.export's exporter (dynamo): the batch dimension is symbolic in the graph.
-    with _quiet(*EXPORTER_LOGGERS):
-        torch.onnx.export(
-            network,
-            (example,),
-            path,
-            dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            opset_version=opset,
-            external_data=False,  # one file: every zoo network is far below protobuf's 2 GB
-            verbose=False,
-        )
+    try:
+        # torch.export's exporter (dynamo): the batch dimension is symbolic in the graph.
+        with _quiet(*EXPORTER_LOGGERS):
+            torch.onnx.export(
+                network,
+                (example,),
+                partial,
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                opset_version=opset,
+                external_data=False,  # one file: every zoo network is far below protobuf's 2 GB
+                verbose=False,
+            )
+        written = next(o.version for o in onnx.load(str(partial)).opset_import if o.domain == "")
+        if opset is not None and written != opset:
+            raise ExportError(
+                f"opset={opset}: torch.onnx wrote this network at opset {written}, not "
+                f"{opset}. Its exporter writes opsets 18 and later and converts down from "
+                "there, which failed for this network, so nothing was written. Give opset=18 "
+                f"or later (up to {newest}), or opset=null for torch.onnx's default."
+            )
+        partial.replace(path)
+    finally:  # an exporter's failure, or the wrong opset: no partial file is left
+        partial.unlink(missing_ok=True)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     diffs = {}
     for name, batch in inputs.items():
