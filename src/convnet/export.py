@@ -89,8 +89,8 @@ def export(cfg: DictConfig) -> ExportResult:
         [folder / name for name in files], "output_dir", folder, cfg.get("overwrite", False)
     )
     opset = cfg.get("opset")
-    if cfg.format == "onnx" and opset is not None:
-        positive_int(opset, "opset")
+    if cfg.format == "onnx":
+        check_opset(opset)
     loaded = load_checkpoint_model(cfg.ckpt_path, cfg.get("data"), device="cpu")
     inputs = check_inputs(loaded, non_negative_int(cfg.check_images, "check_images"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,6 +132,21 @@ def check_inputs(loaded: LoadedModel, val_images: int) -> dict[str, Tensor]:
     return inputs
 
 
+def check_opset(opset: Any) -> tuple[Any, int]:
+    """Return the onnx module and the newest opset it knows, once `opset` (None: torch.onnx's
+    default) is known to be one of them (ConfigError else)."""
+    onnx = optional_module("onnx", "ONNX export (torch.onnx's exporter)")
+    optional_module("onnxscript", "ONNX export (torch.onnx's exporter)")
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and positive_int(opset, "opset") > newest:
+        raise ConfigError(
+            f"opset={opset} is not an ONNX opset: onnx {onnx.__version__} knows opsets up to "
+            f"{newest}; give one of 18..{newest} (torch.onnx writes those directly) or "
+            "opset=null for torch.onnx's default"
+        )
+    return onnx, newest
+
+
 def export_onnx(
     loaded: LoadedModel,
     folder: Path,
@@ -143,15 +158,7 @@ def export_onnx(
     any batch size); return it with ONNX Runtime's largest |logit difference| from
     PyTorch's on each of `inputs`. Raises ExportError above `tolerance`."""
     onnxruntime = optional_module("onnxruntime", "checking an ONNX export")
-    onnx = optional_module("onnx", "ONNX export (torch.onnx's exporter)")
-    optional_module("onnxscript", "ONNX export (torch.onnx's exporter)")
-    newest = onnx.defs.onnx_opset_version()
-    if opset is not None and opset > newest:
-        raise ConfigError(
-            f"opset={opset} is not an ONNX opset: onnx {onnx.__version__} knows opsets up to "
-            f"{newest}; give one of 18..{newest} (torch.onnx writes those directly) or "
-            "opset=null for torch.onnx's default"
-        )
+    onnx, newest = check_opset(opset)
     path = folder / FORMATS["onnx"][0]
     # Written beside it first: an export not at the opset asked for replaces nothing there.
     partial = path.with_name(f".{path.name}.partial")
