@@ -12,6 +12,7 @@ from convnet.build import build_model, build_module, pick_device
 from convnet.callbacks.base import PictureCallback, PictureContext
 from convnet.callbacks.mistakes import Mistakes
 from convnet.callbacks.render import save_png
+from convnet.callbacks.samples import read_image_file
 from convnet.callbacks.state import left_as_found
 from convnet.checkpoints import check_compatible
 from convnet.checks import keep_existing, output_folder
@@ -55,6 +56,12 @@ def visualize(cfg: DictConfig) -> list[Path]:
     # Pictures already there are the user's (of another checkpoint, perhaps).
     earlier = sorted(folder.rglob("*.png")) if folder.is_dir() else []
     keep_existing(earlier, "output_dir", folder, cfg.get("overwrite", False))
+    # Before the checkpoint and the data are read: the device, the pictures and the image.
+    device = pick_device(cfg.get("device", "auto"))
+    callbacks = picture_callbacks(cfg.get("callbacks"))
+    image = Path(cfg.image) if cfg.get("image") else None
+    if image is not None:
+        read_image_file(image)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     run = run_config(checkpoint, cfg.get("data"), cfg.ckpt_path)
     datamodule = instantiate(run.data)
@@ -62,14 +69,10 @@ def visualize(cfg: DictConfig) -> list[Path]:
     module = build_module(run, build_model(run.model, pretrained_weights=False))
     check_compatible(checkpoint["state_dict"], module, cfg.ckpt_path)
     module.load_state_dict(checkpoint["state_dict"])
-    device = pick_device(cfg.get("device", "auto"))
     network = module.model.to(device)
-    image = Path(cfg.image) if cfg.get("image") else None
     context = PictureContext(network, datamodule, device, image=image)
-    if image is not None:
-        context.samples(0, 0)  # read now: a file that is no image fails before any picture
     written = []
-    for key, callback in picture_callbacks(cfg.get("callbacks")).items():
+    for key, callback in callbacks.items():
         with left_as_found(network):
             pictures = callback.pictures(context)
         for picture in pictures:

@@ -148,15 +148,28 @@ def test_visualize_writes_the_same_pictures_as_png(runs, tmp_path) -> None:
     assert "stage2" in (folder / "stage2" / "feature_maps" / "image.txt").read_text()
 
 
-def test_visualize_refuses_a_file_that_is_no_image_before_drawing(runs, tmp_path) -> None:
-    checkpoint = runs["with"] / "checkpoints/last.ckpt"
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("image={tmp}/notes.png", r"image=.*notes\.png: not an image file PIL can read"),
+        ("image={tmp}/photos", r"image=.*photos is a folder: give one image file, e\.g\. image="),
+        ("image={tmp}/gone.png", r"image=.*gone\.png: no such file"),
+        ("callbacks=none", r"no picture callback in `callbacks`"),
+        ("device=tpu", r"device='tpu' is not allowed"),
+    ],
+)
+def test_visualize_refuses_what_it_cannot_draw_before_the_checkpoint_is_read(
+    override: str, said: str, tmp_path: Path
+) -> None:
     (tmp_path / "notes.png").write_text("not a picture")
-    cfg = compose_config(
-        "visualize", [f"ckpt_path={checkpoint}", f"image={tmp_path / 'notes.png'}"], tmp_path
-    )
-    with pytest.raises(ValueError, match=r"image=.*notes\.png: not an image file PIL can read"):
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "a.png")
+    given = override.format(tmp=tmp_path)
+    # No checkpoint there: each of these is named before one would be read.
+    cfg = compose_config("visualize", ["ckpt_path=nowhere.ckpt", given], tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError), match=said):
         visualize(cfg)
-    assert not list(Path(cfg.output_dir).rglob("*.png"))  # no picture was drawn first
+    assert not Path(cfg.output_dir).exists()  # nothing was drawn
 
 
 def test_the_benchmark_times_both_arms_and_each_callback(tmp_path) -> None:

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from PIL import UnidentifiedImageError
 from torch import Tensor
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from convnet.checks import counted
 from convnet.data.images import read_image
 from convnet.data.splits import TensorSplit
 
@@ -114,16 +116,27 @@ def validation_samples(
     return from_uint8(_images(split, indices), labels[indices], datamodule, device)
 
 
-def image_file_samples(path: Path, datamodule: Any, device: torch.device | str) -> Samples:
-    """Return Samples of one image file, with the data's channels and size, label unknown."""
-    if not Path(path).is_file():
+def read_image_file(path: Path) -> Tensor:
+    """Return the image file `path` as (3, H, W) uint8 RGB; raise naming `image=path` when it
+    is missing, a folder, or not an image."""
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+        some = f", e.g. image={path / inside[0]} ({counted(len(inside), 'image')} there)"
+        raise ValueError(f"image={path} is a folder: give one image file{some if inside else ''}.")
+    if not path.is_file():
         raise FileNotFoundError(f"image={path}: no such file. Give the path of a PNG or JPEG.")
     try:
-        image = read_image(str(path))  # (3, H, W) uint8 RGB
+        return read_image(str(path))
     except UnidentifiedImageError as error:
         raise ValueError(
             f"image={path}: not an image file PIL can read ({error}). Give a PNG or JPEG."
         ) from error
+
+
+def image_file_samples(path: Path, datamodule: Any, device: torch.device | str) -> Samples:
+    """Return Samples of one image file, with the data's channels and size, label unknown."""
+    image = read_image_file(path)  # (3, H, W) uint8 RGB
     if datamodule.in_channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114])[:, None, None]  # ITU-R 601 luma
         image = (image.float() * weights).sum(0, keepdim=True).round().to(torch.uint8)
