@@ -209,6 +209,22 @@ def test_prepare_offline_is_explained_when_the_connection_itself_fails(name, tmp
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+def test_a_failed_download_leaves_no_folders_it_made(name, tmp_path):
+    # torchvision's own code path (only the autouse no_network guard stands in its way),
+    # which makes the root and, for MNIST, MNIST/raw inside it before downloading.
+    root = tmp_path / "new" / "data"
+    with pytest.raises(FileNotFoundError, match="appears to be offline"):
+        TorchvisionSource(name, root, download=True).prepare()
+    assert list(tmp_path.iterdir()) == []
+    # A root that was there is kept, with what it held.
+    root.mkdir(parents=True)
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(FileNotFoundError, match="appears to be offline"):
+        TorchvisionSource(name, root, download=True).prepare()
+    assert (root / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("name", list(EXPECTED_HELP))
 def test_load_without_files_explains_and_never_downloads(name, tmp_path, downloads_fail):
     folder, files, url = EXPECTED_HELP[name]

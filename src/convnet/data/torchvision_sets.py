@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -75,11 +76,13 @@ class TorchvisionSource:
             _gunzip_missing(self._folder(), self._file_names())
         if not self.download:
             return
+        made = _missing_folders(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             # The test set is the smaller half; building it downloads both halves when needed.
             self._dataset_class(str(self.root), train=False, download=True)
         except (URLError, OSError, RuntimeError) as err:
+            _remove_if_empty(made)  # a failed download leaves no empty folders of its own
             # torchvision tries to download again over an archive that fails its checksum.
             problem = self._archive_problem()
             if problem:
@@ -216,3 +219,25 @@ def _gunzip_missing(folder: Path, names: list[str]) -> None:
                 f"{packed} is not a readable gzip file ({err}); delete it and download it again"
             ) from err
         os.replace(partial, target)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """Return `folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(made: list[Path]) -> None:
+    """Remove the folders of `made` (deepest first) and the folders inside them, where they
+    hold no file; what holds a file (a partial download) is left."""
+    if not made:
+        return
+    for inside, _, _ in sorted(os.walk(made[0]), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(inside)
+    for folder in made[1:]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
