@@ -129,16 +129,33 @@ def test_a_data_key_of_a_command_that_reads_a_checkpoint_is_added_with_a_plus(
     assert data == {"eval_batch_size": 8, "source": {"root": "/photos"}}
 
 
-def test_a_group_a_command_does_not_pick_from_is_named_with_its_keys() -> None:
-    # eval's model comes from the checkpoint: its config has no model group.
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        # eval's model comes from the checkpoint: its config has no model group.
+        (
+            "model=resnet20",
+            "model: the eval config has no key `model` (the eval config has task_name, "
+            "ckpt_path, splits, data, trainer, paths)\n",
+        ),
+        # eval's data is a section the checkpoint fills in, not a group.
+        (
+            "data=digits",
+            "  data=digits: `data` is a section of the eval config, not a config group to pick "
+            "from: set its keys with +data.<key>=value (it is empty here: the checkpoint's "
+            "stored config gives the rest)\n",
+        ),
+    ],
+)
+def test_a_group_a_command_does_not_pick_from_is_named_with_its_keys(
+    override: str, said: str
+) -> None:
+    # The reference: Hydra finds no such group in eval's defaults list.
     with pytest.raises(ConfigCompositionException, match="No match in the defaults list"):
-        compose_config("eval", ["ckpt_path=x", "model=resnet20"])
+        compose_config("eval", ["ckpt_path=x", override])
     with pytest.raises(SystemExit) as stopped:
-        check_override_keys("eval", ["ckpt_path=x", "model=resnet20"])
-    assert (
-        "model: the eval config has no key `model` (the eval config has task_name, ckpt_path, "
-        "splits, data, trainer, paths)\n"
-    ) in str(stopped.value.code)
+        check_override_keys("eval", ["ckpt_path=x", override])
+    assert said in str(stopped.value.code)
 
 
 @pytest.mark.parametrize(
@@ -152,19 +169,6 @@ def test_a_group_given_a_number_is_named_with_its_configs(override: str, options
     said = f"  {override}: {group} is a config group: pick one of its configs by name ("
     message = _refusal(["seed=1", override])
     assert said in message and options in message
-
-
-def test_a_section_given_a_config_name_says_how_its_keys_are_set() -> None:
-    # eval's data is a section the checkpoint fills in; Hydra finds no `data` group.
-    with pytest.raises(ConfigCompositionException, match="No match in the defaults list"):
-        compose_config("eval", ["ckpt_path=x", "data=digits"])
-    with pytest.raises(SystemExit) as stopped:
-        check_override_keys("eval", ["ckpt_path=x", "data=digits"])
-    assert (
-        "  data=digits: `data` is a section of the eval config, not a config group to pick "
-        "from: set its keys with +data.<key>=value (it is empty here: the checkpoint's stored "
-        "config gives the rest)\n"
-    ) in str(stopped.value.code)
 
 
 def test_a_key_a_section_may_have_is_added_as_the_refusal_says() -> None:
