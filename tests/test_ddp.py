@@ -8,13 +8,30 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.compose import REPO, TINY_SHAPES
 from tests.scripts import run_script
 
+# The three ways to start training; Lightning starts rank 1 by running what started rank 0
+# again (`python <script>` or `python -m <module>`), with rank 0's arguments.
+ENTRY_POINTS = {
+    "script": [REPO / "scripts" / "train.py"],
+    "python -m convnet": ["-m", "convnet", "train"],
+    # What the `convnet` console script runs: a __main__ with no module spec.
+    "convnet command": [
+        "-c",
+        "import sys; from convnet.cli import main; sys.exit(main())",
+        "train",
+    ],
+}
+
 
 @pytest.mark.slow
-def test_ddp_run_writes_one_run_directory_and_covers_the_data_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry", ENTRY_POINTS.values(), ids=ENTRY_POINTS.keys())
+def test_ddp_run_writes_one_run_directory_and_covers_the_data_once(
+    tmp_path: Path, entry: list
+) -> None:
     # Rank 0 is a fork of tests.scripts' forkserver; Lightning starts rank 1 as a subprocess
-    # of it, `python scripts/train.py <the same arguments>`, as it does for a user.
+    # of it, as it does for a user (where `convnet train` once started `convnet <arguments>`
+    # without the subcommand, and rank 1 failed).
     command = [
-        REPO / "scripts" / "train.py",
+        *entry,
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",

@@ -59,4 +59,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> object:
     # Hydra and argparse read the command line from sys.argv: the subcommand's own arguments,
     # under the name the user typed.
     sys.argv = [f"{prog} {name}", *rest]
+    # Lightning starts DDP's other ranks as `python -m <__main__'s module> <sys.argv[1:]>`
+    # (or `python <sys.argv[0]> ...` for a module with no spec, as a console script is):
+    # the subcommand's module, so that they run `python -m convnet.cli.train <its arguments>`
+    # and not `convnet <its arguments>` with the subcommand left out.
+    sys.modules["__main__"].__spec__ = module.__spec__
     return module.main()

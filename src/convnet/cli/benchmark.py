@@ -124,3 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         show(throughput_table(result, f"throughput: {' '.join(args.overrides) or 'default run'}"))
         for line in ratio_lines(result):
             print(line)
+
+
+if __name__ == "__main__":  # python -m convnet.cli.benchmark (as DDP starts its ranks)
+    main()

@@ -16,3 +16,7 @@ def main(cfg: DictConfig) -> None:
         lightning_logs_once()
 
         evaluate(cfg)
+
+
+if __name__ == "__main__":  # python -m convnet.cli.eval (as DDP starts its ranks)
+    main()

@@ -90,3 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         show(explanation(lesson, args.padding))
     except ValueError as error:
         parser.error(str(error))
+
+
+if __name__ == "__main__":  # python -m convnet.cli.explain (as DDP starts its ranks)
+    main()

@@ -15,3 +15,7 @@ def main(cfg: DictConfig) -> None:
 
         lightning_logs_once()
         export(cfg)
+
+
+if __name__ == "__main__":  # python -m convnet.cli.export (as DDP starts its ranks)
+    main()

@@ -15,3 +15,7 @@ def main(cfg: DictConfig) -> None:
 
         lightning_logs_once()
         predict(cfg)
+
+
+if __name__ == "__main__":  # python -m convnet.cli.predict (as DDP starts its ranks)
+    main()

@@ -45,3 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         network = build_model(cfg.model)
     summary = summarize(network, cfg.data.in_channels, cfg.data.image_size, args.max_depth)
     draw(summary_table(summary, title=f"model={choices.model} data={choices.data}"))
+
+
+if __name__ == "__main__":  # python -m convnet.cli.summary (as DDP starts its ranks)
+    main()

@@ -29,3 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     from convnet.sweeps.summary import newest_sweep
 
     write_report(args.sweep_dir or newest_sweep(SWEEPS))
+
+
+if __name__ == "__main__":  # python -m convnet.cli.sweep_summary (as DDP starts its ranks)
+    main()

@@ -39,3 +39,7 @@ def main(cfg: DictConfig) -> float | None:
             # recorded and returns NaN instead of stopping the sweep.
             recorder = JobRecorder.for_run(cfg)
             return recorder.run(lambda: train(cfg, callbacks=[recorder], resume=resume))
+
+
+if __name__ == "__main__":  # python -m convnet.cli.train (as DDP starts its ranks)
+    main()

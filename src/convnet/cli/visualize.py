@@ -16,3 +16,7 @@ def main(cfg: DictConfig) -> None:
         lightning_logs_once()
 
         visualize(cfg)
+
+
+if __name__ == "__main__":  # python -m convnet.cli.visualize (as DDP starts its ranks)
+    main()
