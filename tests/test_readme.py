@@ -26,7 +26,9 @@ COMMANDS = [
 
 def _overrides(command: str) -> list[str]:
     """Return the Hydra overrides of a README command, sweeps reduced to their first value."""
-    words = shlex.split(command.split("python scripts/", 1)[1], comments=True)[1:]
+    # `<date>_<time>` and `<run>` stand for a folder's name, which Hydra's grammar would not take.
+    named = re.sub(r"<date>_<time>|<run>", "2026-01-01_00-00-00", command)
+    words = shlex.split(named.split("python scripts/", 1)[1], comments=True)[1:]
     overrides = [w for w in words if not w.startswith("-") and w not in ("job",)]
     return [re.sub(r"=([^=\[]*?),.*$", r"=\1", o) for o in overrides]
 

@@ -21,7 +21,12 @@ from convnet.checkpoints import (
     read_checkpoint,
 )
 from convnet.config import ConfigError
-from convnet.guards import DivergenceError, DivergenceGuard, first_non_finite
+from convnet.guards import (
+    CheckpointOnInterrupt,
+    DivergenceError,
+    DivergenceGuard,
+    first_non_finite,
+)
 from convnet.models import VGG
 from convnet.resume import Resume
 from convnet.train import train
@@ -288,3 +293,52 @@ def test_a_runs_folder_given_as_a_checkpoint_is_answered_with_its_checkpoints(
         f"checkpoint {run} is a folder, not a checkpoint file: give one of its checkpoints: "
         f"{run}/checkpoints/epoch002-acc0.9100.ckpt, {run}/checkpoints/last.ckpt"
     )
+
+
+class _Counting(_Poisoned):
+    """Counts its training batches."""
+
+    def __init__(self) -> None:
+        super().__init__(poisoned=False)
+        self.batches = 0
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        self.batches += 1
+        return super().training_step(batch, batch_idx)
+
+
+class _CtrlCAtEpochStart(L.Callback):
+    """Ctrl+C in the hooks that begin the second epoch, before its first batch."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_a_run_stopped_as_an_epoch_begins_resumes_to_train_that_epoch(tmp_path: Path) -> None:
+    data = TensorDataset(torch.randn(8, 1, 1, 1), torch.tensor([0, 1] * 4))
+    last = tmp_path / "last.ckpt"
+
+    def fit(module: _Counting, *callbacks: L.Callback, ckpt_path: Path | None = None) -> int:
+        trainer = L.Trainer(
+            max_epochs=2,
+            num_sanity_val_steps=0,
+            callbacks=[CheckpointOnInterrupt(last), *callbacks],
+            enable_checkpointing=False,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
+        loaders = DataLoader(data, batch_size=2), DataLoader(data, batch_size=8)
+        trainer.fit(module, *loaders, ckpt_path=ckpt_path, weights_only=True)
+        return trainer.global_step
+
+    stopped = _Counting()
+    with pytest.raises(SystemExit):  # how Lightning ends a fit stopped by Ctrl+C
+        fit(stopped, _CtrlCAtEpochStart())
+    assert stopped.batches == 4
+    resumed = _Counting()
+    # The second epoch, all of it (Lightning skipped it, counting the first's batches).
+    assert fit(resumed, ckpt_path=last) == 8
+    assert resumed.batches == 4

@@ -12,6 +12,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -201,10 +203,30 @@ class CheckpointOnInterrupt(Callback):
             return
         if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
             return
+        epochs = trainer.fit_loop.epoch_progress
+        if epochs.current.ready == epochs.current.started + 1:
+            # Stopped in the hooks that begin an epoch, before its first batch: saved as the
+            # end of the epoch before, which it is. Lightning (2.6) resumes the half-begun
+            # state with the earlier epoch's batch count, and skips the epoch untrained.
+            epochs.current.ready -= 1
+            epochs.total.ready -= 1
         trainer.save_checkpoint(self.path, weights_only=False)
         log.warning(
-            "training interrupted at step %d (%s): saved %s; continue with ckpt_path=last",
+            "training interrupted at step %d (%s): saved %s; %s",
             trainer.global_step,
             type(exception).__name__,
             self.path,
+            how_to_continue(),
         )
+
+
+def how_to_continue() -> str:
+    """Return how to continue an interrupted run: the run with ckpt_path=last; a sweep's job
+    with its sweep's command, continued in its folder (whose finished jobs are kept)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return "continue with ckpt_path=last"
+    return (
+        "continue the sweep with the same command and hydra.sweep.dir="
+        f"{HydraConfig.get().sweep.dir} ckpt_path=last (its finished jobs are kept, this "
+        "one resumes, those not started start)"
+    )

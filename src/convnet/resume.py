@@ -136,6 +136,38 @@ def checkpoint_file(ckpt_path: str | None, run_dir: Path) -> Path | None:
     return Path(ckpt_path)
 
 
+# What a job of a sweep continued with ckpt_path=last does (see continued_job).
+FINISHED = "finished"  # its last.ckpt has trained every epoch: not run again
+RESUMES = "resumes"  # it continues from its last.ckpt
+FRESH = "fresh"  # it has no last.ckpt: it starts from scratch
+
+
+def continued_job(cfg: DictConfig) -> str:
+    """Return what the job `cfg` of a sweep continued with ckpt_path=last does: FINISHED
+    when its folder's last.ckpt has trained all of trainer.max_epochs (a job that finished
+    before the sweep stopped: it is not run again and its folder is left as it is), FRESH
+    when the folder holds no last.ckpt (a job that had not started, or had not finished an
+    epoch: `cfg.ckpt_path` is then set to null, so it starts from scratch), else RESUMES."""
+    from convnet.checkpoints import CheckpointError, read_checkpoint
+
+    path = last_checkpoint(Path(cfg.paths.output_dir))
+    if not path.is_file():
+        log.info(
+            "ckpt_path=last: %s holds no %s/%s (the job had not started, or had not finished "
+            "an epoch): it starts from scratch",
+            path.parent.parent,
+            CHECKPOINTS,
+            LAST_CHECKPOINT,
+        )
+        cfg[keys.CKPT_PATH] = None
+        return FRESH
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError:
+        return RESUMES  # the resume itself says what is wrong with the file
+    return FINISHED if epochs_trained(checkpoint) >= int(cfg.trainer.max_epochs) else RESUMES
+
+
 @dataclass(frozen=True)
 class Resume:
     """What one run continues, made once from its config (see `from_config`)."""
@@ -170,14 +202,19 @@ class Resume:
         return cls(path, run_dir, checkpoint, None if step is None else int(step))
 
 
-def check_unfinished(path: Path, checkpoint: dict[str, Any], cfg: DictConfig) -> None:
-    """Raise ConfigError if the checkpoint (read from `path`) has already trained all its
-    epochs: the fit would do nothing and the run folder would be written for no reason."""
+def epochs_trained(checkpoint: dict[str, Any]) -> int:
+    """Return the epochs a Lightning checkpoint has trained (whose batches all ran)."""
     loops = checkpoint.get("loops") or {}
     progress = loops.get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     # `processed` counts the epochs whose batches all ran; `completed` lags one behind
     # in the checkpoint written at the end of an epoch.
-    done, max_epochs = int(progress.get("processed", 0)), int(cfg.trainer.max_epochs)
+    return int(progress.get("processed", 0))
+
+
+def check_unfinished(path: Path, checkpoint: dict[str, Any], cfg: DictConfig) -> None:
+    """Raise ConfigError if the checkpoint (read from `path`) has already trained all its
+    epochs: the fit would do nothing and the run folder would be written for no reason."""
+    done, max_epochs = epochs_trained(checkpoint), int(cfg.trainer.max_epochs)
     if done >= max_epochs:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path}: {path} has trained all of its {done} epochs "

@@ -114,3 +114,64 @@ def test_an_interrupted_optuna_study_resumes_with_the_same_command(
     assert [row["status"] for row in rows] == [OK] * 4 + [INTERRUPTED]
     assert float(rows[0][f"{METRIC} mean"]) == pytest.approx(study.best_value)
     _assert_summary_files(sweep)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_grid_stopped_by_ctrl_c_continues_in_its_folder_with_ckpt_path_last(
+    run_sweep, tmp_path: Path
+) -> None:
+    command = [
+        *TINY_DIGITS,
+        "trainer.max_epochs=2",
+        "callbacks=minimal",
+        "callbacks.rich_progress_bar=null",
+        "logger=tensorboard",
+        "seed=0,1,2",
+        # Ctrl+C as the second job starts its second epoch.
+        "+callbacks.interrupt._target_=tests.sweeps.interrupt.InterruptRun",
+        f"+callbacks.interrupt.counter={tmp_path / 'runs_started'}",
+        "+callbacks.interrupt.at=1",
+        "+callbacks.interrupt.epoch=1",
+    ]
+    first = run_sweep(*command)
+    assert first.returncode != 0
+    (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
+    assert _job_folders(sweep) == ["0", "1"]
+    assert read_result(sweep / "0").status == OK
+    assert read_result(sweep / "1").status == INTERRUPTED
+    assert (
+        f"continue the sweep with the same command and hydra.sweep.dir={sweep}"
+        in (sweep / "1" / "train.log").read_text()
+    )
+    finished = _files(sweep / "0")
+
+    second = run_sweep(*command, f"hydra.sweep.dir={sweep}", "ckpt_path=last")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert _job_folders(sweep) == ["0", "1", "2"]
+    # The job that had finished is not run again: its checkpoints, events and result are
+    # as they were; its log and Hydra's records of the command only gain lines.
+    now = _files(sweep / "0")
+    for name, content in finished.items():
+        if name == "train.log":
+            assert now[name].startswith(content)
+        elif not name.startswith(".hydra"):
+            assert now[name] == content, name
+    assert "its result (val/acc_best" in now["train.log"].decode()
+    # The interrupted job resumed (in its TensorBoard run), the one not started started.
+    for job in ("1", "2"):
+        result = read_result(sweep / job)
+        assert (result.status, result.epochs) == (OK, 2), (job, result.error)
+    (run,) = (sweep / "1" / "tensorboard").iterdir()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert [event.step for event in events.Scalars("val/acc")] == [4, 9]
+    log = (sweep / "2" / "train.log").read_text()
+    assert "starts from scratch" in log and "resuming from" not in log
+    # One setting, three seeds, all of them finished.
+    (row,) = _rows(sweep)
+    assert row["status"] == OK and row["jobs"] == "0 1 2"
+    assert "ckpt_path" not in row

@@ -6,6 +6,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from convnet import keys
 from convnet.cli.app import hydra_command
 from convnet.cli.quiet import lightning_logs_once
 from convnet.config import validate
@@ -21,9 +22,9 @@ def main(cfg: DictConfig) -> float | None:
         show(config_tree(cfg))
         # A bad value fails here, before torch and Lightning are imported (seconds).
         validate(cfg)
-        from convnet.resume import Resume
+        from convnet.resume import FINISHED, FRESH, Resume, continued_job, continues_runs
         from convnet.run_lock import hold_run_folder
-        from convnet.sweeps.results import JobRecorder
+        from convnet.sweeps.results import JobRecorder, kept_result
         from convnet.train import train
 
         lightning_logs_once()
@@ -35,6 +36,16 @@ def main(cfg: DictConfig) -> float | None:
             if HydraConfig.get().mode == RunMode.RUN:
                 # A checkpoint that cannot be resumed fails before result.json is written over.
                 resume = Resume.from_config(cfg)
+            elif continues_runs(cfg.get(keys.CKPT_PATH)):
+                # A sweep continued with ckpt_path=last: its jobs that finished keep their
+                # folders and results, those that never checkpointed start from scratch.
+                job = continued_job(cfg)
+                if job == FINISHED:
+                    return kept_result(Path(cfg.paths.output_dir))
+                if job == FRESH:
+                    # Step 0 on: TensorBoard and the CSV table set aside what an earlier
+                    # attempt of the job logged.
+                    resume = Resume(None, Path(cfg.paths.output_dir), None, 0)
             # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is
             # recorded and returns NaN instead of stopping the sweep.
             recorder = JobRecorder.for_run(cfg)

@@ -107,6 +107,32 @@ def read_result(run_dir: Path) -> JobResult | None:
     return result
 
 
+def kept_result(run_dir: Path) -> float:
+    """Return the optimized metric that the job in `run_dir`, which trained all its epochs
+    before its sweep was stopped, recorded then (NaN when it recorded none), saying that the
+    continued sweep keeps it: its folder is left as it is and the job is not run again."""
+    result = read_result(run_dir)
+    if result is not None and result.status == OK:
+        value = math.nan if result.value is None else result.value
+        log.info(
+            "%s trained all its epochs before this sweep stopped: its result (%s %s) and "
+            "folder are kept, and it is not run again",
+            run_dir,
+            result.metric,
+            f"{value:.4g}",
+        )
+        return value
+    status = result.status if result is not None else f"no {RESULT_FILE}"
+    log.warning(
+        "%s trained all its epochs before this sweep stopped, but its result is %s: its "
+        "folder is kept as it is; score its checkpoints with scripts/eval.py ckpt_path=%s",
+        run_dir,
+        status,
+        run_dir / "checkpoints" / "last.ckpt",
+    )
+    return math.nan
+
+
 def describe(error: BaseException) -> str:
     """Return "<ExceptionType>: <first line of its message>", short enough for a table."""
     message = str(error).strip().splitlines()

@@ -103,11 +103,18 @@ class SweepSummary:
         return [job for setting in self.settings for job in setting.jobs]
 
 
+# Overrides that say how a job ran, not what it is: a sweep continued with ckpt_path=last
+# has jobs that finished before (without it) and jobs that resumed (with it), one setting.
+NOT_SETTINGS = (keys.CKPT_PATH,)
+
+
 def _parse_overrides(overrides: list[str]) -> dict[str, str]:
     parsed = {}
     for override in overrides:
         key, _, value = override.partition("=")
-        parsed[key.lstrip("+~")] = value
+        key = key.lstrip("+~")
+        if key not in NOT_SETTINGS:
+            parsed[key] = value
     return parsed
 
 
