@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
+from rich import get_console
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
@@ -58,6 +59,19 @@ def _format(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def show(renderable: object) -> None:
-    """Print a rich renderable to the terminal."""
-    Console().print(renderable)
+def show(renderable: object, console: Console | None = None) -> None:
+    """Print a rich renderable on `console` (default: rich's, on stdout) at its natural
+    width, so that no figure or name is cut: rich squeezes a table into the console's width
+    (80 columns in a file, a pipe or a batch job's log) and cuts its cells to `968…`."""
+    console = console or get_console()
+    # Measured without the console's own width limit: the widest natural layout.
+    natural = console.measure(renderable, options=console.options.update_width(10_000)).maximum
+    if natural > console.width:
+        # Console.print never goes wider than its console, so a wider one takes this one.
+        console = Console(
+            file=console.file,
+            width=natural,
+            color_system=console.color_system,
+            force_terminal=console.is_terminal,
+        )
+    console.print(renderable)

@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from rich import get_console
-from rich.console import Console
 from rich.table import Table
 from torch import nn
 
@@ -225,19 +223,3 @@ def _stage_cells(columns: StageColumns | None) -> list[str]:
     dead = "" if columns.dead is None else f"{100 * columns.dead:.0f}%"
     spread = "" if columns.norm_spread is None else f"{columns.norm_spread:.3f}"
     return [columns.stage, dead, spread]
-
-
-def draw(table: Table, console: Console | None = None) -> None:
-    """Draw `table` on the console at its natural width, so no layer name is clipped."""
-    console = console or get_console()
-    # Measured without the console's own width limit: the table's widest natural layout.
-    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
-    if natural > console.width:
-        # Console.print never goes wider than its console, so a wider one takes this table.
-        console = Console(
-            file=console.file,
-            width=natural,
-            color_system=console.color_system,
-            force_terminal=console.is_terminal,
-        )
-    console.print(table)

@@ -12,7 +12,8 @@ from torch import nn
 from convnet.callbacks.base import PictureContext
 from convnet.callbacks.health import stage_health
 from convnet.callbacks.state import left_as_found
-from convnet.summary import StageColumns, draw, summarize, summary_table
+from convnet.console import show
+from convnet.summary import StageColumns, summarize, summary_table
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class LayerSummary(ModelSummary):
         in_channels, image_size = size
         summary = summarize(network, in_channels, image_size, max_depth=self._max_depth)
         stages = stage_columns(network, trainer, getattr(pl_module, "device", "cpu"))
-        draw(summary_table(summary, title=type(network).__name__, stages=stages))
+        show(summary_table(summary, title=type(network).__name__, stages=stages))
         log.info(
             "%s: %s parameters, %s MACs (%s FLOPs) per image",
             type(network).__name__,

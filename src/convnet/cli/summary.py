@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from convnet.build import build_model, check_buildable
+    from convnet.console import show
     from convnet.data.describe import complete_data_config
-    from convnet.summary import draw, summarize, summary_table
+    from convnet.summary import summarize, summary_table
 
     check_buildable(cfg)
     complete_data_config(cfg)  # an image folder's null keys, as a training run takes them
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     with torch.device("meta"):
         network = build_model(cfg.model)
     summary = summarize(network, cfg.data.in_channels, cfg.data.image_size, args.max_depth)
-    draw(summary_table(summary, title=f"model={choices.model} data={choices.data}"))
+    show(summary_table(summary, title=f"model={choices.model} data={choices.data}"))
 
 
 if __name__ == "__main__":  # python -m convnet.cli.summary (as DDP starts its ranks)
