@@ -29,16 +29,18 @@ TINY = [
 def test_the_script_prints_every_arm_and_the_ratios_last(tmp_path: Path) -> None:
     command = [
         REPO / "scripts" / "benchmark.py",
-        "--repeats=1",
+        "--repeats=2",
         "--warmup=1",
         "--steps=3",
         "--arms=a,b,c,c32",  # (d) compiles for a minute: its own test below
         *TINY,
+        "+callbacks.layer_summary._target_=convnet.callbacks.model_summary.LayerSummary",
     ]
     # Printed into a pipe, where rich's console is 80 columns wide: no figure is cut.
     result = run_script(command, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "…" not in result.stdout
+    assert result.stdout.count("FLOPs = 2 x MACs") == 1  # the layer table of the first run
     lines = result.stdout.strip().splitlines()
     names = ["b/c", "b/c32", "b/a"] if hardware.cpu_bf16_unit() else ["b/c", "b/a"]
     ratios = lines[-len(names) :]
