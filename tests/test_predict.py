@@ -18,7 +18,7 @@ from convnet import predict as predict_module
 from convnet.checkpoints import CheckpointError
 from convnet.config import ConfigError
 from convnet.evaluate import evaluate, load_checkpoint, run_config
-from convnet.inference import EvalTransform
+from convnet.inference import EvalTransform, LoadedModel
 from convnet.module import CLASSES_KEY
 from convnet.predict import predict
 from tests.compose import REPO, compose_config
@@ -174,6 +174,34 @@ def test_the_eval_transform_converts_size_and_channels_as_pil_does(tmp_path: Pat
     batch = transform([image])
     expected = (image.float() / 255 - 0.5) / 0.25
     assert torch.allclose(batch[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("images", "problem"),
+    [
+        ([torch.zeros(1, 8, 8)], r"torch\.float32, not uint8 .* \(image \* 255\)\.round\(\)"),
+        ([torch.zeros(3, 8, 8, dtype=torch.uint8)], "have 3 channels and this network takes 1"),
+        ([torch.zeros(8, 8, dtype=torch.uint8)], r"image 0 is \(8, 8\), not a \(1, H, W\)"),
+        (torch.zeros(1, 8, 8, dtype=torch.uint8), r"\(N, C, H, W\) tensor, not one of shape"),
+        (
+            [torch.zeros(1, 8, 8, dtype=torch.uint8), torch.zeros(1, 9, 9, dtype=torch.uint8)],
+            r"different shapes \(\(1, 8, 8\), \(1, 9, 9\)\)",
+        ),
+    ],
+    ids=["float", "channels", "no_channel_axis", "one_image_as_a_batch", "two_sizes"],
+)
+def test_images_the_network_cannot_take_are_named_before_it_runs(
+    images: list[torch.Tensor] | torch.Tensor, problem: str
+) -> None:
+    pool = torch.nn.AdaptiveAvgPool2d(1)
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), pool, torch.nn.Flatten(1))
+    model = LoadedModel(
+        network, ["a", "b"], EvalTransform(1, 8, [0.5], [0.25]), None, torch.device("cpu")
+    )
+    with pytest.raises(ValueError, match=problem):
+        model.probabilities(images)
+    # No images: no probabilities, one column a class.
+    assert model.probabilities([]).shape == (0, 2)
 
 
 def test_a_checkpoint_without_class_names_takes_its_datas(

@@ -284,6 +284,9 @@ def test_the_python_apis_run_dir_holding_another_run_is_refused_unless_it_is_res
     assert api.compose_run(["debug=fast"], run_dir=tmp_path / "new").paths.output_dir == str(
         tmp_path / "new"
     )
+    # One string is the command line's words, as a shell splits them.
+    line = api.compose_run("debug=fast 'optimizer.lr=0.5'", run_dir=tmp_path / "line")
+    assert (line.optimizer.lr, line.trainer.max_epochs) == (0.5, 1)
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(RunFolderError, match=r"notes\.txt is a file, not a folder"):
         api.compose_run(["debug=fast"], run_dir=tmp_path / "notes.txt" / "run")

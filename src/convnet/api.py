@@ -16,6 +16,7 @@ folders): a notebook's run and a command's run are the same run.
 from __future__ import annotations
 
 import datetime
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,12 +65,17 @@ class TrainResult:
         return self.run_dir / CHECKPOINTS / LAST_CHECKPOINT
 
 
-def compose_run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> DictConfig:
+def compose_run(
+    overrides: Sequence[str] | str = (), run_dir: str | Path | None = None
+) -> DictConfig:
     """Return the train config `python scripts/train.py <overrides>` runs, in run folder
     `run_dir` (made here; default: a fresh one under outputs/train/runs, as the script's).
+    `overrides` is a list (`["model=resnet20", "data=digits"]`) or one string split as a
+    shell splits the command line (`"model=resnet20 data=digits"`).
     A `run_dir` that holds another run is refused (RunFolderError), as the script refuses
     it, unless the overrides resume that run (ckpt_path=last or one of its checkpoints)."""
-    overrides = list(overrides)
+    # A string is a sequence of its characters: read as the command line, not as 'm', 'o'...
+    overrides = shlex.split(overrides) if isinstance(overrides, str) else list(overrides)
     # A key the config does not have is named (with the one meant) before a folder is made.
     cfg = compose_or_explain("train", overrides)
     if run_dir is None:
@@ -84,7 +90,7 @@ def compose_run(overrides: Sequence[str] = (), run_dir: str | Path | None = None
 
 
 def train(
-    overrides: Sequence[str] | DictConfig = (), run_dir: str | Path | None = None
+    overrides: Sequence[str] | str | DictConfig = (), run_dir: str | Path | None = None
 ) -> TrainResult:
     """Train (and test) the run the overrides describe (see compose_run), or a config
     compose_run made; return its metrics and its folder."""

@@ -82,6 +82,45 @@ class EvalTransform:
             rgb = F.resize(rgb, list(self.image_size), antialias=True)
         return rgb
 
+    def batch_of(self, images: Tensor | Sequence[Tensor]) -> Tensor:
+        """Return `images` as one uint8 (N, C, H, W) batch of the network's channels (any
+        H, W: the transform resizes), or raise ValueError saying what is wrong and the fix."""
+        shape = f"({self.in_channels}, H, W)"
+        fix = "read files with transform.read(path), or convert RGB tensors with transform.image"
+        if isinstance(images, Tensor):
+            if images.dim() != 4:
+                raise ValueError(
+                    f"a batch of images is a (N, C, H, W) tensor, not one of shape "
+                    f"{tuple(images.shape)}; give one image as a list: [image]"
+                )
+            batch = images
+        else:
+            images = list(images)
+            if not images:
+                return torch.empty((0, self.in_channels, *self.image_size), dtype=torch.uint8)
+            for index, image in enumerate(images):
+                if not isinstance(image, Tensor) or image.dim() != 3:
+                    what = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+                    raise ValueError(f"image {index} is {what}, not a {shape} tensor: {fix}")
+            sizes = {tuple(image.shape) for image in images}
+            if len(sizes) > 1:
+                raise ValueError(
+                    f"the images have different shapes ({', '.join(map(str, sorted(sizes)))}): "
+                    f"{fix}, which give each the network's {self.image_size} size"
+                )
+            batch = torch.stack(images)
+        if batch.dtype != torch.uint8:
+            raise ValueError(
+                f"the images are {batch.dtype}, not uint8 (0..255, as files are read): {fix}; "
+                "a float image in [0, 1] is (image * 255).round().to(torch.uint8)"
+            )
+        if batch.shape[1] != self.in_channels:
+            raise ValueError(
+                f"the images have {batch.shape[1]} channels and this network takes "
+                f"{self.in_channels}: {fix}, which convert them"
+            )
+        return batch
+
     def read(self, path: str | Path) -> Tensor:
         """Return the image file at `path` as the uint8 (C, *image_size) the network takes."""
         return self.image(read_image(str(path)))
@@ -90,8 +129,9 @@ class EvalTransform:
         self, images: Tensor | Sequence[Tensor], device: torch.device | None = None
     ) -> Tensor:
         """Return uint8 images (a (N, C, H, W) batch, or (C, H, W) images from `image` or
-        `read`) as the normalised float batch, on `device`."""
-        batch = images if isinstance(images, Tensor) else torch.stack(list(images))
+        `read`) as the normalised float batch, on `device`; raise ValueError naming what
+        does not fit the network (rank, dtype, channels), before it is run."""
+        batch = self.batch_of(images)
         if device is not None:
             batch = batch.to(device)
         return self.batch_transform(batch, training=False)
