@@ -204,6 +204,23 @@ def test_images_the_network_cannot_take_are_named_before_it_runs(
     assert model.probabilities([]).shape == (0, 2)
 
 
+def test_data_keys_the_stored_data_config_lacks_are_named_with_the_keys_it_has(
+    run: api.TrainResult,
+) -> None:
+    # digits: no image folder's source.root, and a misspelt key is answered with the key meant.
+    for data, problem in [
+        ({"nosuch": 1}, r"no key `nosuch` in data \(data has source, in_channels, .*\)$"),
+        ({"eval_batch_sise": 5}, r"did you mean data\.eval_batch_size or data\.batch_size\?$"),
+        ({"source": {"root": "/photos"}}, r"no key `root` in data\.source \(data\.source has "),
+        ({"mean": {"red": 0.5}}, r"data\.mean of the checkpoint's config is a value"),
+    ]:
+        with pytest.raises(ConfigError, match=problem):
+            api.load(run.last_checkpoint, data=data, device="cpu")
+    assert (
+        api.load(run.last_checkpoint, data={"eval_batch_size": 7}).config.data.eval_batch_size == 7
+    )
+
+
 def test_a_checkpoint_without_class_names_takes_its_datas(
     run: api.TrainResult, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from pathlib import Path
@@ -41,8 +42,47 @@ def run_config(
     code (see convnet.stored_config), with `data_overrides` merged into its data."""
     cfg = trusted_run_config(checkpoint[CONFIG_KEY], source)
     if data_overrides:
+        check_data_keys(cfg.data, data_overrides, source)
         cfg.data = OmegaConf.merge(cfg.data, data_overrides)
     return cfg
+
+
+def check_data_keys(stored: DictConfig, overrides: DictConfig, source: str | Path) -> None:
+    """Raise ConfigError naming a key of `overrides` (`data.*`, given to eval, predict,
+    visualize or load) that the data config stored in the checkpoint at `source` lacks:
+    merged in, it would reach the data module as an argument it does not take, or be
+    ignored (an image folder's `source.root` given for digits)."""
+    for key in _leaves(overrides):
+        node, parts = stored, key.split(".")
+        for depth, part in enumerate(parts):
+            if isinstance(node, DictConfig) and part in node:
+                node = node[part]
+                continue
+            section = ".".join(["data", *parts[:depth]])
+            if not isinstance(node, DictConfig):
+                raise ConfigError(
+                    f"data.{key}: {section} of the checkpoint's config is a value, not a section "
+                    f"with keys; set it whole: +{section}=..."
+                )
+            known = [str(name) for name in node if not str(name).startswith("_")]
+            close = difflib.get_close_matches(part, known, n=2, cutoff=0.6)
+            meant = " or ".join(f"{section}.{name}" for name in close)
+            raise ConfigError(
+                f"data.{key}: the data config stored in {source} has no key `{part}` in "
+                f"{section} ({section} has {', '.join(known)})"
+                + (f"; did you mean {meant}?" if close else "")
+            )
+
+
+def _leaves(node: Any, prefix: str = "") -> list[str]:
+    """Return the dotted key of each value of config `node` that is not a section."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    keys = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        keys += _leaves(value, f"{key}.") if isinstance(value, dict) and value else [key]
+    return keys
 
 
 def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
