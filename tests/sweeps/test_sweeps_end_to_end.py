@@ -4,6 +4,7 @@ own records: TensorBoard events, logs and the Optuna storage."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,16 @@ def test_a_grid_stopped_by_ctrl_c_continues_in_its_folder_with_ckpt_path_last(
     (row,) = _rows(sweep)
     assert row["status"] == OK and row["jobs"] == "0 1 2"
     assert "ckpt_path" not in row
+
+    # The grid given in another order: job 0 would be seed 2 in the folder of seed 0's run.
+    before = {job: _files(sweep / job) for job in ("0", "1", "2")}
+    reordered = [arg if arg != "seed=0,1,2" else "seed=2,0,1" for arg in command]
+    third = run_sweep(*reordered, f"hydra.sweep.dir={sweep}", "ckpt_path=last")
+    assert third.returncode != 0
+    said = third.stdout + third.stderr
+    refused = (
+        r"its job folder 0 holds the run of `seed=0`, and job 0 of this sweep is `seed=2` "
+        r"\(where they differ\).* Nothing was launched"
+    )
+    assert re.search(refused, said), said[-2000:]
+    assert {job: _files(sweep / job) for job in ("0", "1", "2")} == before

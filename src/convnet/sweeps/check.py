@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -19,10 +20,14 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from convnet import keys
 from convnet.compose import compose_in_running_hydra
 from convnet.config import ConfigError, validate
 from convnet.config_keys import missing_key_lines
+from convnet.resume import continues_runs
 
+# hydra.sweep.subdir as convnet's configs give it: a job's folder is its number.
+JOB_NUMBER = "${hydra.job.num}"
 # A grid's jobs beyond this many are only checked by Hydra as they are launched.
 MAX_CHECKED_JOBS = 64
 # Trials drawn from an Optuna search space to check.
@@ -173,6 +178,40 @@ def check_launcher(cfg: DictConfig) -> None:
             )
 
 
+def check_continued_grid(cfg: DictConfig, jobs: Sequence[Sequence[str]]) -> None:
+    """Raise SweepConfigError when a grid continued with ckpt_path=last would continue, in a
+    job's folder, the run of another setting: Hydra numbers the jobs by their place in the
+    grid, so a grid given otherwise (another value, another order) than the sweep it
+    continues would resume, or keep, another setting's run as this job's."""
+    from convnet.sweeps.results import read_result  # Lightning: only once a sweep starts
+    from convnet.sweeps.summary import setting_of
+
+    if OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir") != JOB_NUMBER:
+        return  # job folders named otherwise: no folder to compare a job with
+    sweep_dir = Path(str(cfg.hydra.sweep.dir))
+    for number, overrides in enumerate(jobs):
+        try:
+            result = read_result(sweep_dir / str(number))
+        except ValueError:  # not JSON: the job's own resume says what is wrong with it
+            continue
+        if result is None:
+            continue
+        then, now = setting_of(result.overrides), setting_of(overrides)
+        if then != now:
+            # Where the two differ, a key given in one only shown as `key=` in the other.
+            differ = [key for key in {**then, **now} if then.get(key) != now.get(key)]
+            was = " ".join(f"{key}={then.get(key, '')}" for key in differ)
+            would = " ".join(f"{key}={now.get(key, '')}" for key in differ)
+            raise SweepConfigError(
+                f"hydra.sweep.dir={sweep_dir} ckpt_path=last: its job folder {number} holds the "
+                f"run of `{was}`, and job {number} of this sweep is `{would}` (where they "
+                "differ): jobs are numbered by their place in the grid, so it would continue "
+                "another setting's run. Nothing was launched. Continue with the overrides the "
+                f"sweep was started with (hydra.overrides.task in {sweep_dir / 'multirun.yaml'}), "
+                "or give a new hydra.sweep.dir."
+            )
+
+
 def check_sweep(cfg: DictConfig) -> int:
     """Return how many jobs were checked; raise SweepConfigError naming the problems when
     any checked job cannot run. Needs an initialized Hydra (as in a Hydra callback)."""
@@ -181,7 +220,10 @@ def check_sweep(cfg: DictConfig) -> int:
     if is_optuna(cfg):
         jobs = optuna_jobs(cfg, arguments, OPTUNA_SAMPLES)
     else:
-        jobs = grid_jobs(arguments)[:MAX_CHECKED_JOBS]
+        jobs = grid_jobs(arguments)
+        if continues_runs(OmegaConf.select(cfg, keys.CKPT_PATH)):
+            check_continued_grid(cfg, jobs)
+        jobs = jobs[:MAX_CHECKED_JOBS]
     problems: dict[str, str] = {}  # error -> the first job with it
     failed = 0
     config_name = cfg.hydra.job.config_name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,9 @@ class SweepSummary:
 NOT_SETTINGS = (keys.CKPT_PATH,)
 
 
-def _parse_overrides(overrides: list[str]) -> dict[str, str]:
+def setting_of(overrides: Sequence[str]) -> dict[str, str]:
+    """Return a job's setting: its overrides by key (`+`/`~` dropped), without those that say
+    how it ran (NOT_SETTINGS)."""
     parsed = {}
     for override in overrides:
         key, _, value = override.partition("=")
@@ -134,7 +137,7 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
             overrides = _stored_overrides(path / ".hydra" / "overrides.yaml")
         else:
             overrides = []
-        jobs.append(Job(path.name, path, _parse_overrides(overrides), result))
+        jobs.append(Job(path.name, path, setting_of(overrides), result))
     return jobs
 
 
