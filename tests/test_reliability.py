@@ -82,7 +82,12 @@ def test_resuming_with_a_checkpoint_of_another_model_fails_before_training(
     cfg = train_config(
         "model=resnet20", f"ckpt_path={checkpoint}", *QUIET, output_dir=tmp_path / "other"
     )
-    with pytest.raises(CheckpointError, match="another model"):
+    # Named by the kind of network each is, before the checkpoint's weights are compared.
+    with pytest.raises(
+        ConfigError,
+        match=r"^model\._target_=convnet\.models\.ResNet "
+        r"\(the checkpoint's: convnet\.models\.VGG\): ",
+    ):
         train(cfg)
 
 

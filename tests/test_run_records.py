@@ -185,6 +185,30 @@ def test_resuming_with_another_optimizer_stops_before_anything_is_written(
     assert _hashes(tmp_path / "run") == before
 
 
+def test_resuming_another_network_or_data_set_stops_and_other_data_values_are_named(
+    train_config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train(train_config(*FAST, "test=false", "logger=none"))
+    before = _hashes(tmp_path / "run")
+    resume = [*FAST, "test=false", "logger=none", "trainer.max_epochs=2", "ckpt_path=last"]
+    # Weights of these shapes load all the same: only the stored config tells them apart.
+    for other, named in [
+        ("model.activation=gelu", r"model\.activation=gelu \(the checkpoint's: relu\)"),
+        ("data.source.seed=1", r"data\.source\.seed=1 \(the checkpoint's: 0\)"),
+        ("data.source.num_train=1280", r"data\.source\.num_train=1280 \(the checkpoint's: 640\)"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"^{named}: \S+ was trained with the checkpoint"):
+            train(train_config(*resume, other))
+        assert _hashes(tmp_path / "run") == before
+    with caplog.at_level(logging.WARNING, logger="convnet.resume"):
+        train(train_config(*resume, "data.batch_size=32"))
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "convnet.resume"]
+    assert line.endswith(
+        "with other data values: data.batch_size=32 (the checkpoint's: 64); the rest of the "
+        "run trains with them"
+    )
+
+
 # End to end: scripts/train.py as a user runs it.
 
 
@@ -208,7 +232,7 @@ def _truncate(path: Path) -> None:
 
 # (what the command adds to the run's checkpoint, what it prints last, how it spoils the run)
 FAILED_RESUMES = {
-    "another model": (["model=resnet20", "trainer.max_epochs=2"], "CheckpointError: ", None),
+    "another model": (["model=resnet20", "trainer.max_epochs=2"], "ConfigError: ", None),
     "another model of a finished run": (["model=resnet20"], "ConfigError: ", None),
     "another optimizer": (["optimizer=adamw", "trainer.max_epochs=2"], "ConfigError: ", None),
     "a truncated checkpoint": (["trainer.max_epochs=2"], "CheckpointError: ", _truncate),

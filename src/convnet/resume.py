@@ -31,6 +31,13 @@ LAST_CHECKPOINT = "last.ckpt"  # written every epoch
 RESTORED = "optimizer"
 # What it builds anew from the config, from the checkpoint's step on.
 REBUILT = "scheduler"
+# What it goes on training, and on what: the same as the checkpoint's, or refused.
+MODEL, DATA = "model", "data"
+# Keys of data.source that say where the data is and how it is read, not which data it is
+# (a moved image folder): a resumed run may change them. Any other is another data set, or
+# another split of it.
+WHERE_DATA_LIVES = ("root", "download", "stats_cache", "on_bad_file")
+MAX_SHOWN = 4  # differences a message lists
 _UNSET = "unset"
 
 
@@ -248,6 +255,7 @@ def check_resume_settings(path: Path, checkpoint: dict[str, Any], cfg: DictConfi
     stored = checkpoint.get(CONFIG_KEY)
     if not isinstance(stored, dict):
         return  # a checkpoint without its run's config: nothing to compare
+    check_same_network_and_data(path, stored, cfg)
     now = {key: _plain(cfg.get(key)) for key in (RESTORED, REBUILT)}
     ignored = _differences(now[RESTORED], stored.get(RESTORED), RESTORED)
     reshaping = _differences(now[REBUILT], stored.get(REBUILT), REBUILT)
@@ -280,6 +288,56 @@ def check_resume_settings(path: Path, checkpoint: dict[str, Any], cfg: DictConfi
             path,
             "; ".join(said),
             path,
+        )
+
+
+def _compared(now: Any, then: Any, key: str) -> list[tuple[str, Any, Any]]:
+    """Return the differences of `now` from `then` at keys both have, where `now` is set: a
+    key one of them lacks is one convnet added or dropped since, and a null the run fills in
+    from the checkpoint (an image folder's class count, size, mean, std)."""
+    return [
+        (name, value, was)
+        for name, value, was in _differences(now, then, key)
+        if _UNSET not in (value, was) and value is not None
+    ]
+
+
+def check_same_network_and_data(path: Path, stored: dict[str, Any], cfg: DictConfig) -> None:
+    """Raise ConfigError when `cfg` builds another network than the run that wrote the
+    checkpoint (`path`, its stored config `stored`) trained, or trains it on another data
+    source: weights of the same shapes would load, and the run would go on as another one
+    (a gelu network from a relu one's weights, CIFAR-10 from where shapes left off). Say
+    which other data values it trains with (a batch size, an image folder moved)."""
+    model = [
+        difference
+        for difference in _compared(_plain(cfg.get(MODEL)), stored.get(MODEL), MODEL)
+        if difference[0] != keys.PRETRAINED  # the checkpoint's weights win
+    ]
+    data = _compared(_plain(cfg.get(DATA)), stored.get(DATA), DATA)
+    source = [
+        difference
+        for difference in data
+        if difference[0].startswith(f"{keys.DATA_SOURCE}.")
+        and difference[0].rpartition(".")[2] not in WHERE_DATA_LIVES
+    ]
+    data = [difference for difference in data if difference not in source]
+    other = [difference for difference in model if difference[0] == f"{MODEL}._target_"]
+    if model or source:
+        # Another kind of network differs in most of its keys: its kind says it.
+        shown = _listed(other or (model + source)[:MAX_SHOWN])
+        more = len(model + source) - MAX_SHOWN if not other else 0
+        shown += f" (and {more} more)" if more > 0 else ""
+        raise ConfigError(
+            f"{shown}: {path} was trained with the checkpoint's, and a "
+            "resumed run goes on training that network on that data. Resume with the "
+            "settings of the run that wrote it (its config.yaml), or start a fresh run from "
+            f"its weights: model.pretrained={path} without ckpt_path."
+        )
+    if data:
+        log.warning(
+            "resuming %s with other data values: %s; the rest of the run trains with them",
+            path,
+            _listed(data),
         )
 
 
