@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from convnet.sweeps.report import short_value, write_report
-from convnet.sweeps.results import FAILED, OK, JobResult, write_result
+from convnet.sweeps.results import FAILED, OK, UNREADABLE, JobResult, write_result
 from convnet.sweeps.summary import summarize
 from tests.compose import REPO
 
@@ -83,6 +83,26 @@ def test_a_job_that_never_wrote_a_result_is_listed_as_running(tmp_path: Path) ->
     OmegaConf.save(OmegaConf.create(["seed=0", "optimizer.lr=0.2"]), started / "overrides.yaml")
     summary = summarize(tmp_path)
     assert [s.status for s in summary.settings] == [OK, "running"]
+
+
+def test_a_result_file_that_holds_no_result_is_listed_unreadable_and_the_rest_summarized(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _job(tmp_path, "0", ["seed=0"], 0.5)
+    for name, text in [("1", "{not json"), ("2", "[1, 2]")]:
+        _job(tmp_path, name, [f"seed={name}"], 0.9)
+        (tmp_path / name / "result.json").write_text(text)
+        (tmp_path / name / ".hydra").mkdir()
+        OmegaConf.save(OmegaConf.create([f"seed={name}"]), tmp_path / name / ".hydra" / "o.yaml")
+    _job(tmp_path, "3", ["seed=3"], 0.7)
+    (setting,) = summarize(tmp_path).settings
+    assert [job.status for job in setting.jobs] == [OK, UNREADABLE, UNREADABLE, OK]
+    assert setting.mean == pytest.approx(0.6)
+    assert "2/result.json is not a result (it holds a JSON list, not a result)" in caplog.text
+    write_report(tmp_path, show_table=False)
+    # Epochs: the mean of 3, 0, 0 and 3, to one decimal.
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| 1 | 0,1,2,3 | 0.6000 ± 0.1414 | 1.5 |" in markdown, markdown
 
 
 def test_job_folders_are_read_in_numeric_order(tmp_path: Path) -> None:

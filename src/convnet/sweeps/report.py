@@ -67,7 +67,7 @@ def display_rows(
             ",".join(job.name for job in setting.jobs),
             *(short_value(setting.params[key]) for key in summary.params),
             _metric_text(setting),
-            f"{setting.epochs:g}",
+            f"{setting.epochs:.0f}" if setting.epochs.is_integer() else f"{setting.epochs:.1f}",
             _seconds_text(setting.seconds),
             setting.status,
         ]

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
@@ -38,6 +37,7 @@ RESULT_FILE = "result.json"
 
 # Statuses. RUNNING stays in the file of a job whose process was killed.
 RUNNING = "running"
+UNREADABLE = "unreadable"  # a result.json that is not one (summaries go on without it)
 OK = "ok"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
@@ -96,11 +96,14 @@ def write_result(run_dir: Path, result: JobResult) -> Path:
 
 
 def read_result(run_dir: Path) -> JobResult | None:
-    """Return the result recorded in <run_dir>/result.json, or None when there is none."""
+    """Return the result recorded in <run_dir>/result.json, or None when there is none;
+    raise ValueError when the file holds no result (not JSON, or not an object)."""
     path = run_dir / RESULT_FILE
     if not path.is_file():
         return None
-    content: dict[str, Any] = json.loads(path.read_text())
+    content = json.loads(path.read_text(errors="replace"))  # ValueError: not JSON
+    if not isinstance(content, dict):
+        raise ValueError(f"it holds a JSON {type(content).__name__}, not a result")
     known = {f.name for f in dataclasses.fields(JobResult)}
     result = JobResult(**{k: v for k, v in content.items() if k in known})
     result.metrics = {k: math.nan if v is None else v for k, v in result.metrics.items()}
@@ -111,7 +114,10 @@ def kept_result(run_dir: Path) -> float:
     """Return the optimized metric that the job in `run_dir`, which trained all its epochs
     before its sweep was stopped, recorded then (NaN when it recorded none), saying that the
     continued sweep keeps it: its folder is left as it is and the job is not run again."""
-    result = read_result(run_dir)
+    try:
+        result = read_result(run_dir)
+    except ValueError:
+        result = JobResult(UNREADABLE)
     if result is not None and result.status == OK:
         value = math.nan if result.value is None else result.value
         log.info(

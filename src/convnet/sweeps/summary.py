@@ -18,7 +18,14 @@ import yaml
 
 from convnet import keys
 from convnet.resume import folder_order
-from convnet.sweeps.results import OK, RESULT_FILE, RUNNING, JobResult, read_result
+from convnet.sweeps.results import (
+    OK,
+    RESULT_FILE,
+    RUNNING,
+    UNREADABLE,
+    JobResult,
+    read_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +137,13 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
     ]
     jobs = []
     for path in sorted(folders, key=folder_order):
-        result = read_result(path)
-        if result is not None:
+        try:
+            result = read_result(path)
+        except ValueError as error:
+            log.warning("%s is not a result (%s): job %s is listed as unreadable",
+                        path / RESULT_FILE, error, path.name)  # fmt: skip
+            result = JobResult(UNREADABLE, error=f"{RESULT_FILE} unreadable: {error}")
+        if result is not None and result.status != UNREADABLE:
             overrides = result.overrides
         elif (path / ".hydra" / "overrides.yaml").is_file():
             overrides = _stored_overrides(path / ".hydra" / "overrides.yaml")
