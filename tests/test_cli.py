@@ -82,7 +82,7 @@ def test_each_script_is_the_main_of_its_convnet_subcommand(script: str) -> None:
         (["summary", "optimizer.lrr=0.1"], 1, "did you mean optimizer.lr?"),
         (["benchmark", "optimizer.lr=-1"], 1, "optimizer.lr=-1 is not allowed"),
         (["explain", "--help"], 0, "--activation"),
-        (["explain", "--stride", "0"], 1, "--stride [0]: give one or two ints >= 1"),
+        (["explain", "--stride", "0"], 2, "--stride 0 is not allowed: give one or two ints >= 1"),
     ],
 )
 def test_help_the_config_and_config_mistakes_answer_before_torch_is_imported(

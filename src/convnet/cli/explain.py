@@ -37,12 +37,13 @@ def _padding(text: str) -> str | int:
 def _named_filter(text: str) -> tuple[str, str]:
     # "name: rows" or just "rows"; the name is filled in by position later.
     name, _, rows = text.rpartition(":")
-    return name.strip(), rows
+    return name.strip(), rows.strip()
 
 
 def _pair(values: list[int], flag: str) -> tuple[int, int]:
     if len(values) not in (1, 2) or min(values) < 1:
-        raise SystemExit(f"{flag} {values}: give one or two ints >= 1 (rows, cols)")
+        shown = " ".join(map(str, values))
+        raise ValueError(f"{flag} {shown} is not allowed: give one or two ints >= 1 (rows, cols)")
     return (values[0], values[-1])
 
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         image = parse_matrix(args.image, "--image") if args.image else ramp(5, 5)
         if args.filters:
             filters = {
-                name or f"filter {i + 1}": parse_matrix(rows, f"--filter {i + 1}")
+                name or f"filter {i + 1}": parse_matrix(rows, f"--filter {name or i + 1}")
                 for i, (name, rows) in enumerate(args.filters)
             }
         else:
