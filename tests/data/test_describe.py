@@ -120,6 +120,24 @@ def test_colour_images_give_three_channels_and_given_keys_are_kept(tmp_path: Pat
     assert list(cfg.data.image_size) == [16, 16] and cfg.data.crop_padding == 1
 
 
+def test_a_channel_of_one_value_everywhere_is_normalised_by_one_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "reds"
+    rng = np.random.default_rng(3)
+    for name in ("dark", "light"):
+        for i in range(3):
+            red = np.zeros((8, 8, 3), dtype=np.uint8)
+            red[..., 0] = rng.integers(0, 256, (8, 8))  # green and blue: 0 everywhere
+            _write(root / name / f"{i}.png", red)
+    cfg = _config(tmp_path, root, "data.source.val_fraction=0.34")
+    with caplog.at_level(logging.WARNING):
+        complete_data_config(cfg)
+    validate(cfg)  # a std of 0 would be refused here
+    assert list(cfg.data.std)[1:] == [1.0, 1.0] and 0 < cfg.data.std[0] < 1
+    assert "channels [1, 2] have one value in every pixel (std 0)" in caplog.text
+
+
 def test_greyscale_images_train_as_rgb_when_asked(tmp_path: Path) -> None:
     root = tmp_path / "digits"
     pixels = _grey_folder(root, {"a": (8, 8), "b": (8, 8)})

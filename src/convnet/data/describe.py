@@ -282,6 +282,17 @@ def _describe(cfg: DictConfig, source: ImageFolderSource, missing: list[str]) ->
         values[keys.IMAGE_SIZE], said[keys.IMAGE_SIZE] = image_size_for(stats.median_size)
         values[keys.MEAN] = [round(v, 4) for v in mean]
         values[keys.STD] = [round(v, 4) for v in std]
+        flat = [index for index, value in enumerate(values[keys.STD]) if value == 0]
+        if flat and keys.STD in missing:
+            # A channel of one value everywhere: nothing to scale, and a std of 0 divides by
+            # zero. Normalised by 1, it stays the constant it is.
+            values[keys.STD] = [1.0 if value == 0 else value for value in values[keys.STD]]
+            log.warning(
+                "the training images' %s one value in every pixel (std 0): normalised "
+                "with std 1; set %s to choose",
+                f"channel {flat[0]} has" if len(flat) == 1 else f"channels {flat} have",
+                keys.STD,
+            )
         sampled = (
             f"the {stats.images} training images"
             if stats.images == len(found.train)
