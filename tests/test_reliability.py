@@ -255,6 +255,18 @@ def test_asking_for_a_gpu_without_one_is_a_config_error(train_config) -> None:
         train(train_config("trainer=gpu"))
 
 
+def test_a_trainer_setting_lightning_refuses_is_a_config_error_in_its_words(
+    train_config, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^trainer: Lightning refuses these settings: `Trainer\(devices=0\)` value is not "
+        r"a valid input using cpu accelerator\. Fix the trainer\.\* keys",
+    ):
+        train(train_config("trainer.accelerator=cpu", "trainer.devices=0"))
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training
+
+
 def purged(cfg) -> int | None:
     """The step a run's TensorBoard logger purges from, as the run computes it."""
     return Resume.from_config(cfg).global_step

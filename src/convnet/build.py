@@ -17,7 +17,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.profilers import PassThroughProfiler
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -275,18 +277,30 @@ def build_trainer(
         torch.backends.cudnn.benchmark = True
     # `trainer.profiler=simple` (or advanced...) profiles; otherwise the cheap no-op.
     profiler = {} if cfg.trainer.get("profiler") else {"profiler": NoProfiler()}
-    trainer = instantiate(
-        cfg.trainer,
-        **profiler,
-        callbacks=[
-            *callbacks,
-            DivergenceGuard(loss_factor=cfg.get("divergence_loss_factor", LOSS_FACTOR)),
-            CheckpointOnInterrupt(last_checkpoint(Path(cfg.paths.output_dir))),
-        ],
-        logger=loggers or False,
-        precision=precision_for(cfg.trainer),
-        plugins=[AtomicCheckpointIO(read)],
-    )
+    try:
+        trainer = instantiate(
+            cfg.trainer,
+            **profiler,
+            callbacks=[
+                *callbacks,
+                DivergenceGuard(loss_factor=cfg.get("divergence_loss_factor", LOSS_FACTOR)),
+                CheckpointOnInterrupt(last_checkpoint(Path(cfg.paths.output_dir))),
+            ],
+            logger=loggers or False,
+            precision=precision_for(cfg.trainer),
+            plugins=[AtomicCheckpointIO(read)],
+        )
+    except InstantiationException as error:
+        refused = error.__cause__
+        if not isinstance(refused, MisconfigurationException):
+            raise
+        # A setting Lightning refuses (devices=0, an accelerator the machine lacks, a
+        # precision it does not know): its own words, as one of the run's config mistakes.
+        raise ConfigError(
+            f"trainer: Lightning refuses these settings: {str(refused).rstrip('.')}. Fix the "
+            "trainer.* keys "
+            "(`python scripts/train.py --cfg job` prints them)."
+        ) from refused
     # After the Trainer is made: it adds callbacks of its own (a progress bar...).
     skip_unused_batch_hooks(trainer.callbacks)
     return trainer
