@@ -1,5 +1,6 @@
 """Layer summaries: receptive fields by hand, MACs by formula, totals against torchvision."""
 
+import re
 from types import SimpleNamespace
 
 import lightning as L
@@ -148,6 +149,24 @@ def test_summary_script_prints_the_table(capsys):
     assert "model=resnet20 data=digits" in out
     # ResNet-20 has 269,722 parameters on RGB; grey images take 2 x 16 x 3 x 3 fewer.
     assert "layer3.2" in out and "269,434" in out
+
+
+def test_summary_script_reads_an_image_folder_for_what_the_network_takes(tmp_path, capsys):
+    from PIL import Image
+
+    for name in ("cat", "dog", "owl"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (20, 20), 60 * i).save(tmp_path / "photos" / name / f"{i}.png")
+    root, cache = tmp_path / "photos", tmp_path / "cache"
+    summary_main(["data=imagefolder", f"data.source.root={root}", f"paths.cache_dir={cache}"])
+    out = capsys.readouterr().out
+    # One grey channel of 32x32 (20 px brought into 32..224), three classes: the last layer.
+    assert "for one 1x32x32 image" in out
+    assert re.search(r"classifier\.0\s*│ Linear\s*│\s*3 │", out), out
+    # Without a root: the default one (under paths.data_dir) is named, and how to give one.
+    with pytest.raises(SystemExit, match=r"images does not exist; set data\.source\.root to a"):
+        summary_main(["data=imagefolder", f"paths.cache_dir={cache}"])
 
 
 def test_layer_summary_replaces_lightnings_summary_and_draws_on_rank_zero(capsys):
