@@ -70,6 +70,15 @@ def test_a_bad_data_value_is_a_config_error_naming_the_key() -> None:
         create_model("small", num_classes=1)
 
 
+def test_an_image_folders_data_asks_for_what_its_images_would_give() -> None:
+    with pytest.raises(
+        ConfigError, match=r"leaves in_channels, num_classes, image_size to the images a run"
+    ):
+        create_model("small", data="imagefolder")
+    network = create_model("small", data="imagefolder", in_channels=1, num_classes=3, image_size=16)
+    assert network(torch.zeros(2, 1, 16, 16)).shape == (2, 3)
+
+
 def test_an_export_takes_no_overrides() -> None:
     with pytest.raises(ConfigError, match="as it was exported"):
         create_model("outputs/model.json", num_classes=3)

@@ -55,6 +55,15 @@ def model_config(name: str, data: str = "shapes", **overrides: Any) -> DictConfi
         for key, value in overrides.items():
             (cfg.data if key in DATA_KEYS else cfg.model)[key] = value
     validate(cfg)
+    unset = [key for key in DATA_KEYS if cfg.data.get(key) is None]
+    if unset:
+        # An image folder's run reads them from its images; here there are none to read.
+        given = ", ".join(f"{key}=..." for key in unset)
+        raise ConfigError(
+            f"create_model({name!r}, data={data!r}): data={data} leaves {', '.join(unset)} to "
+            f"the images a run reads, and there are none here: give them, "
+            f"create_model({name!r}, {given})"
+        )
     return OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
 
 
