@@ -225,6 +225,10 @@ def how_to_continue() -> str:
     with its sweep's command, continued in its folder (whose finished jobs are kept)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return "continue with ckpt_path=last"
+    if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower():
+        return (
+            "continue the study with the same command: it goes on from its storage, with new trials"
+        )
     return (
         "continue the sweep with the same command and hydra.sweep.dir="
         f"{HydraConfig.get().sweep.dir} ckpt_path=last (its finished jobs are kept, this "

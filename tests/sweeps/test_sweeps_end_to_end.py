@@ -96,6 +96,8 @@ def test_an_interrupted_optuna_study_resumes_with_the_same_command(
     sweep = tmp_path / "outputs" / "train" / "multiruns" / "optuna_digits_resnet20"
     assert _job_folders(sweep) == ["0", "1", "2"]
     assert read_result(sweep / "2").status == INTERRUPTED
+    log = (sweep / "2" / "train.log").read_text()
+    assert "continue the study with the same command: it goes on from its storage" in log
 
     second = run_sweep(*command)
     assert second.returncode == 0, second.stderr[-3000:]
