@@ -191,3 +191,10 @@ def test_a_grid_stopped_by_ctrl_c_continues_in_its_folder_with_ckpt_path_last(
     )
     assert re.search(refused, said), said[-2000:]
     assert {job: _files(sweep / job) for job in ("0", "1", "2")} == before
+
+    # Without its folder, a new time-named one: the sweep to continue is asked for.
+    fourth = run_sweep(*command, "ckpt_path=last")
+    assert fourth.returncode != 0
+    said = fourth.stdout + fourth.stderr
+    assert f"give the folder of the sweep to continue (the newest: hydra.sweep.dir={sweep})" in said
+    assert list((tmp_path / "outputs" / "train" / "multiruns").iterdir()) == [sweep]

@@ -184,11 +184,26 @@ def check_continued_grid(cfg: DictConfig, jobs: Sequence[Sequence[str]]) -> None
     grid, so a grid given otherwise (another value, another order) than the sweep it
     continues would resume, or keep, another setting's run as this job's."""
     from convnet.sweeps.results import read_result  # Lightning: only once a sweep starts
-    from convnet.sweeps.summary import setting_of
+    from convnet.sweeps.summary import newest_sweep, setting_of
 
-    if OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir") != JOB_NUMBER:
-        return  # job folders named otherwise: no folder to compare a job with
+    given = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
+    named_by_time = "${now:" in str(given.get("dir"))
+    if named_by_time or not sweep_dir.is_dir():
+        # A time-named folder is a new one: every job would start from scratch in it.
+        try:
+            newest = f" (the newest: hydra.sweep.dir={newest_sweep(sweep_dir.parent)})"
+        except FileNotFoundError:
+            newest = ""
+        where = (
+            f"a new folder, {sweep_dir}" if named_by_time else f"{sweep_dir}, which is not there"
+        )
+        raise SweepConfigError(
+            f"ckpt_path=last continues a sweep in its folder, and this one would run in {where}:"
+            f" give the folder of the sweep to continue{newest}. Nothing was launched."
+        )
+    if given.get("subdir") != JOB_NUMBER:
+        return  # job folders named otherwise: no folder to compare a job with
     for number, overrides in enumerate(jobs):
         try:
             result = read_result(sweep_dir / str(number))
