@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from convnet import train as training
@@ -124,8 +123,6 @@ def _fresh_run_folder(cfg: DictConfig) -> Path:
     """Return a new folder under <paths.log_dir>/train/runs of the train config `cfg`, made
     (claimed) here: named by the second, with _1, _2... for runs started in the same second,
     as scripts/train.py's."""
-    # paths.root_dir reads Hydra's runtime.cwd, as it does in a run Hydra starts.
-    HydraConfig().set_config(cfg)
     runs = Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     while True:

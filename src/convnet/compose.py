@@ -68,6 +68,9 @@ def compose_config(
             cfg = compose_in_running_hydra(config_name, overrides)
     if output_dir is not None:
         _as_in_run(cfg, output_dir)
+    # ${hydra:...} interpolations (paths.* read runtime.cwd, run folders, config choices)
+    # read this, as in a run Hydra starts.
+    HydraConfig().set_config(cfg)
     return cfg
 
 
@@ -86,5 +89,3 @@ def _as_in_run(cfg: DictConfig, output_dir: Path) -> None:
         cfg.hydra.runtime.cwd = str(Path.cwd())
         cfg.hydra.job.num = 0
         cfg.paths.output_dir = str(output_dir)
-    # ${hydra:...} interpolations (run directory, config choices) read this.
-    HydraConfig().set_config(cfg)

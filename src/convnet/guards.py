@@ -19,6 +19,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from convnet.errors import DivergenceError
+from convnet.sweeps.check import is_optuna_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ def how_to_continue() -> str:
     with its sweep's command, continued in its folder (whose finished jobs are kept)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return "continue with ckpt_path=last"
-    if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower():
+    if is_optuna_sweeper(HydraConfig.get().sweeper.get("_target_")):
         return (
             "continue the study with the same command: it goes on from its storage, with new trials"
         )

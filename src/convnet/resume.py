@@ -149,12 +149,13 @@ RESUMES = "resumes"  # it continues from its last.ckpt
 FRESH = "fresh"  # it has no last.ckpt: it starts from scratch
 
 
-def continued_job(cfg: DictConfig) -> str:
-    """Return what the job `cfg` of a sweep continued with ckpt_path=last does: FINISHED
-    when its folder's last.ckpt has trained all of trainer.max_epochs (a job that finished
-    before the sweep stopped: it is not run again and its folder is left as it is), FRESH
-    when the folder holds no last.ckpt (a job that had not started, or had not finished an
-    epoch: `cfg.ckpt_path` is then set to null, so it starts from scratch), else RESUMES."""
+def continued_job(cfg: DictConfig) -> tuple[str, dict[str, Any] | None]:
+    """Return what the job `cfg` of a sweep continued with ckpt_path=last does, with its
+    last.ckpt's contents when read (for Resume.from_config: read once): FINISHED when that
+    checkpoint has trained all of trainer.max_epochs (a job that finished before the sweep
+    stopped: it is not run again and its folder is left as it is), FRESH when the folder
+    holds no last.ckpt (a job that had not started, or had not finished an epoch:
+    `cfg.ckpt_path` is then set to null, so it starts from scratch), else RESUMES."""
     from convnet.checkpoints import CheckpointError, read_checkpoint
 
     path = last_checkpoint(Path(cfg.paths.output_dir))
@@ -167,12 +168,13 @@ def continued_job(cfg: DictConfig) -> str:
             LAST_CHECKPOINT,
         )
         cfg[keys.CKPT_PATH] = None
-        return FRESH
+        return FRESH, None
     try:
         checkpoint = read_checkpoint(path)
     except CheckpointError:
-        return RESUMES  # the resume itself says what is wrong with the file
-    return FINISHED if epochs_trained(checkpoint) >= int(cfg.trainer.max_epochs) else RESUMES
+        return RESUMES, None  # the resume itself reads it and says what is wrong with it
+    done = epochs_trained(checkpoint) >= int(cfg.trainer.max_epochs)
+    return (FINISHED if done else RESUMES), checkpoint
 
 
 @dataclass(frozen=True)
@@ -193,16 +195,17 @@ class Resume:
         return stored if isinstance(stored, dict) else None
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> Resume:
+    def from_config(cls, cfg: DictConfig, read: dict[str, Any] | None = None) -> Resume:
         """Return what the run `cfg` continues; a training run's checkpoint is read (once,
-        memory-mapped) and checked to have epochs left and an optimizer the run can restore."""
+        memory-mapped; `read`: its contents, read already) and checked to have epochs left
+        and an optimizer the run can restore."""
         from convnet.checkpoints import read_checkpoint  # torch: only once a run is built
 
         run_dir = Path(cfg.paths.output_dir)
         path = checkpoint_file(cfg.get(keys.CKPT_PATH), run_dir)
         if path is None or not cfg.get(keys.TRAIN, True):
             return cls(path, run_dir, None, None)
-        checkpoint = read_checkpoint(path)
+        checkpoint = read if read is not None else read_checkpoint(path)
         check_unfinished(path, checkpoint, cfg)
         check_resume_settings(path, checkpoint, cfg)
         step = checkpoint.get("global_step")

@@ -7,8 +7,6 @@ trained, downloaded or written, so no run directory is made.
 
 import argparse
 
-from hydra.core.hydra_config import HydraConfig
-
 from convnet.config import validate
 from convnet.config_keys import compose_or_explain
 from convnet.errors import one_line_errors
@@ -40,8 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     from convnet.summary import summarize, summary_table
 
     check_buildable(cfg)
-    # paths.* read ${hydra:runtime.cwd}, as in a run Hydra starts (an image folder's root).
-    HydraConfig.instance().set_config(cfg)
     complete_data_config(cfg)  # an image folder's null keys, as a training run takes them
 
     choices = cfg.hydra.runtime.choices

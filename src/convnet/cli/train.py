@@ -32,14 +32,14 @@ def main(cfg: DictConfig) -> float | None:
         # Held before result.json or the checkpoint is touched: another process training
         # in this folder (a resume of a run still going) stops this one at once.
         with hold_run_folder(Path(cfg.paths.output_dir)):
-            resume = None
+            resume, read = None, None
             if HydraConfig.get().mode == RunMode.RUN:
                 # A checkpoint that cannot be resumed fails before result.json is written over.
                 resume = Resume.from_config(cfg)
             elif continues_runs(cfg.get(keys.CKPT_PATH)):
                 # A sweep continued with ckpt_path=last: its jobs that finished keep their
                 # folders and results, those that never checkpointed start from scratch.
-                job = continued_job(cfg)
+                job, read = continued_job(cfg)
                 if job == FINISHED:
                     return kept_result(Path(cfg.paths.output_dir))
                 if job == FRESH:
@@ -49,7 +49,14 @@ def main(cfg: DictConfig) -> float | None:
             # Writes <run>/result.json for sweep summaries; in a sweep, a failed run is
             # recorded and returns NaN instead of stopping the sweep.
             recorder = JobRecorder.for_run(cfg)
-            return recorder.run(lambda: train(cfg, callbacks=[recorder], resume=resume))
+
+            def run() -> dict[str, float]:
+                # A sweep job's checkpoint (read once) is checked inside the recorder: one
+                # that cannot be resumed is that job's failure, and the sweep goes on.
+                made = resume if resume is not None else Resume.from_config(cfg, read)
+                return train(cfg, callbacks=[recorder], resume=made)
+
+            return recorder.run(run)
 
 
 if __name__ == "__main__":  # python -m convnet.cli.train (as DDP starts its ranks)

@@ -52,7 +52,12 @@ class SweeperChangedError(SweepConfigError):
 
 def is_optuna(cfg: DictConfig) -> bool:
     """Return whether the sweep runs with Hydra's Optuna sweeper."""
-    return "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower()
+    return is_optuna_sweeper(OmegaConf.select(cfg, "hydra.sweeper._target_", default=""))
+
+
+def is_optuna_sweeper(target: object) -> bool:
+    """Return whether `target` (a hydra.sweeper._target_) is Hydra's Optuna sweeper."""
+    return "optuna" in str(target).lower()
 
 
 def sweep_arguments(cfg: DictConfig) -> list[str]:
